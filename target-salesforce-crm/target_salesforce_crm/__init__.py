@@ -1,0 +1,1 @@
+"""Salesforce CRM connector: target-salesforce-crm and tap-salesforce-crm."""
