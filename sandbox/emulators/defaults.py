@@ -36,3 +36,6 @@ def salesforce_url(port: int = SALESFORCE_PORT) -> str:
 
 def personalization_url(port: int = PERSONALIZATION_PORT) -> str:
     return f"https://{HOST}:{port}"
+
+# A refresh token the emulated connected app accepts (as if issued by a web-server flow).
+SF_REFRESH_TOKEN = "5Aep861sandboxRefreshToken0000000000000000000000"
