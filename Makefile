@@ -1,0 +1,74 @@
+# The two commands a newcomer needs:
+#   make demo   set everything up, run both sync directions against the local sandboxes
+#   make test   set everything up, run the whole test suite (what CI runs)
+# Everything is installed inside the project (.venv, .meltano, .cache); nothing is written to $HOME.
+
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+DEMO_USERS ?= 200
+PYTEST_ARGS ?=
+
+# Keep Meltano, uv and pip inside the project and quiet towards the internet (PyPI only).
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+export MELTANO_DISABLE_TRACKING := true
+export MELTANO_CLI_DISABLE_VERSION_CHECK := true
+export MELTANO_VENV_BACKEND := uv
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export XDG_CACHE_HOME := $(CURDIR)/.cache/xdg/cache
+export XDG_CONFIG_HOME := $(CURDIR)/.cache/xdg/config
+export XDG_DATA_HOME := $(CURDIR)/.cache/xdg/data
+export XDG_STATE_HOME := $(CURDIR)/.cache/xdg/state
+export PATH := $(BIN):$(PATH)
+
+PACKAGE_FILES := requirements-dev.txt $(wildcard */pyproject.toml)
+
+.PHONY: help demo test lint bench sandbox-start sandbox-stop clean
+
+help:
+	@echo "make demo   - install, start the sandboxes, run both sync directions, print what changed"
+	@echo "make test   - install and run the whole test suite (unit, sandbox, integration, e2e)"
+	@echo "make lint   - ruff"
+	@echo "make sandbox-start / sandbox-stop - the local API emulators, by hand"
+
+$(VENV)/.installed: $(PACKAGE_FILES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.13,<0.14"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
+	touch $@
+
+.meltano/.installed: $(VENV)/.installed meltano.yml
+	$(BIN)/meltano install
+	touch $@
+
+install: .meltano/.installed
+
+demo: .meltano/.installed
+	trap '$(BIN)/sandbox stop' EXIT
+	$(BIN)/sandbox start >/dev/null
+	$(BIN)/sandbox seed --users $(DEMO_USERS)
+	$(BIN)/meltano run personalization-to-crm
+	$(BIN)/meltano run crm-to-personalization
+	$(BIN)/sandbox summary
+
+test: .meltano/.installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+sandbox-start: $(VENV)/.installed
+	$(BIN)/sandbox start
+
+sandbox-stop: $(VENV)/.installed
+	$(BIN)/sandbox stop
+
+clean:
+	-$(BIN)/sandbox stop
+	rm -rf .meltano .sandbox output .cache $(VENV)
