@@ -48,7 +48,7 @@ def auth_failure_message(
     """
     where = f"(HTTP {status} on {method} {path})"
     flags = (
-        f'that the token has "{capability}" and access to dataset \'{dataset}\', '
+        f"that the token has \"{capability}\" and access to dataset '{dataset}', "
         "and that this host's IP address is on the token's IP allow-list"
     )
     if status == 401:

@@ -193,9 +193,7 @@ def check_response(
         msg = f"HTTP {status} {response.reason} on {request_label(request)}"
         raise RetriableAPIError(msg, response)
     if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
-        message = auth_failure_message(
-            status, method, path, dataset=dataset, capability=capability
-        )
+        message = auth_failure_message(status, method, path, dataset=dataset, capability=capability)
         raise PersonalizationAuthError(message)
     if status == HTTPStatus.NOT_FOUND:
         msg = (
@@ -559,8 +557,12 @@ class PersonalizationStream(RESTStream[int]):
     def dataset(self) -> str:
         return str(self.config["dataset"])
 
+    @property
+    def path(self) -> str:
+        return export_path(self.dataset, self.export)
+
     def get_url(self, context: Mapping[str, Any] | None) -> str:
-        return f"{self.url_base}{export_path(self.dataset, self.export)}"
+        return f"{self.url_base}{self.path}"
 
     @cached_property
     def authenticator(self) -> BasicAuthenticator:

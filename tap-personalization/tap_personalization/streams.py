@@ -115,9 +115,7 @@ class _CompleteRunStream(PersonalizationStream):
             )
             self._issues.clear()
         if self._without_id:
-            self.logger.warning(
-                "%s: %d rows without id were left out", self.name, self._without_id
-            )
+            self.logger.warning("%s: %d rows without id were left out", self.name, self._without_id)
             self._without_id = 0
 
 
