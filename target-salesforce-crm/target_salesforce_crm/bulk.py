@@ -1,0 +1,161 @@
+"""Bulk API 1.0 (JSON) job lifecycle, driven here rather than by simple-salesforce.
+
+simple-salesforce's bulk handler cannot renew a session, polls every 5 s without a way to
+tune it and drops a trailing one-record batch; this driver goes through
+`SalesforceClient.request` (retries, re-authentication, call counting) and polls the
+job-level batch list with a backoff that starts short and grows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from target_salesforce_crm.client import SalesforceClient
+from target_salesforce_crm.errors import SalesforceError
+
+MAX_BATCH_RECORDS = 10_000
+MAX_BATCH_BYTES = 10_000_000
+OPERATIONS = frozenset({"insert", "update", "upsert", "delete", "hardDelete"})
+FINISHED_STATES = frozenset({"Completed", "Failed", "NotProcessed"})
+POLL_GROWTH = 1.5
+JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8",
+                "Accept": "application/json"}
+
+
+def sleep(seconds: float) -> None:
+    """Indirection so tests can skip the waiting."""
+    time.sleep(seconds)
+
+
+class BatchTooLarge(SalesforceError, ValueError):
+    """A batch over Salesforce's record or byte limit, caught before sending it."""
+
+
+class BulkTimeout(SalesforceError):
+    """Batches still unfinished after `poll_timeout` seconds."""
+
+
+@dataclass
+class BatchResult:
+    """A finished batch: Completed with one result row per request record, else no rows."""
+
+    batch_id: str
+    state: str
+    state_message: str | None
+    rows: list[dict[str, Any]]
+
+
+class BulkClient:
+    """Create a job, add batches, close it, wait for results; abort on trouble."""
+
+    def __init__(self, client: SalesforceClient, *, poll_initial: float = 0.5,
+                 poll_max: float = 10.0, poll_timeout: float = 3600) -> None:
+        self.client = client
+        self.poll_initial = poll_initial
+        self.poll_max = poll_max
+        self.poll_timeout = poll_timeout
+
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.client.bulk_path, "job", *parts))
+
+    def _call(self, method: str, path: str, body: Any = None, *,
+              data: bytes | None = None) -> Any:
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+        answer = self.client.request(method, path, kind="bulk", headers=JSON_HEADERS, data=data)
+        return answer.json()
+
+    def create_job(self, operation: str, sobject: str, *,
+                   external_id_field: str | None = None) -> str:
+        """Open a Parallel JSON job; upsert needs the external id field."""
+        if operation not in OPERATIONS:
+            raise ValueError(f"Bulk operation {operation!r} is not one of {sorted(OPERATIONS)}")
+        if operation == "upsert" and not external_id_field:
+            raise ValueError(f"Bulk upsert of {sobject} needs external_id_field")
+        job: dict[str, Any] = {"operation": operation, "object": sobject,
+                               "contentType": "JSON", "concurrencyMode": "Parallel"}
+        if operation == "upsert":
+            job["externalIdFieldName"] = external_id_field
+        return str(self._call("POST", self._path(), job)["id"])
+
+    def add_batch(self, job_id: str, records: list[dict[str, Any]]) -> str:
+        """Queue one batch; limits are checked here so no call is wasted on a refusal."""
+        if not records:
+            raise BatchTooLarge(f"Bulk job {job_id}: a batch needs at least one record")
+        if len(records) > MAX_BATCH_RECORDS:
+            raise BatchTooLarge(
+                f"Bulk job {job_id}: batch of {len(records)} records exceeds Salesforce's "
+                f"{MAX_BATCH_RECORDS}-record limit; split it (bulk_batch_size)")
+        data = json.dumps(records, separators=(",", ":"), default=str).encode()
+        if len(data) > MAX_BATCH_BYTES:
+            raise BatchTooLarge(
+                f"Bulk job {job_id}: batch of {len(records)} records is {len(data)} bytes, "
+                f"over Salesforce's {MAX_BATCH_BYTES}-byte limit; use smaller batches")
+        return str(self._call("POST", self._path(job_id, "batch"), data=data)["id"])
+
+    def close_job(self, job_id: str) -> None:
+        """No more batches: Salesforce finishes the queued ones."""
+        self._call("POST", self._path(job_id), {"state": "Closed"})
+
+    def abort_job(self, job_id: str) -> None:
+        """Stop the job: unprocessed batches end NotProcessed."""
+        self._call("POST", self._path(job_id), {"state": "Aborted"})
+
+    def wait(self, job_id: str, batch_ids: list[str]) -> Iterator[BatchResult]:
+        """Yield each batch as it finishes, with its per-record results in request order.
+
+        One GET of the job's batch list per poll round (not one per batch); the interval
+        starts at `poll_initial` and grows to `poll_max`. A Failed or NotProcessed batch
+        yields no rows, only its state message.
+        """
+        pending = list(dict.fromkeys(batch_ids))
+        interval = self.poll_initial
+        waited = 0.0
+        while pending:
+            listing = self._call("GET", self._path(job_id, "batch"))
+            infos = {str(info.get("id")): info for info in _batch_infos(listing)}
+            still: list[str] = []
+            for batch_id in pending:
+                info = infos.get(batch_id)
+                if info is None:
+                    raise SalesforceError(
+                        f"Bulk job {job_id}: batch {batch_id} is not in the job's batch list")
+                state = str(info.get("state"))
+                if state not in FINISHED_STATES:
+                    still.append(batch_id)
+                    continue
+                yield self._finished(job_id, batch_id, state, info.get("stateMessage"))
+            pending = still
+            if not pending:
+                return
+            if waited + interval > self.poll_timeout:
+                raise BulkTimeout(
+                    f"Bulk job {job_id}: {len(pending)} batch(es) still unfinished after "
+                    f"{waited:.0f}s ({', '.join(pending[:5])}); check Setup > Bulk Data Load "
+                    "Jobs in Salesforce, or raise the poll timeout")
+            sleep(interval)
+            waited += interval
+            interval = min(self.poll_max, interval * POLL_GROWTH)
+
+    def _finished(self, job_id: str, batch_id: str, state: str,
+                  message: Any) -> BatchResult:
+        rows: list[dict[str, Any]] = []
+        if state == "Completed":
+            rows = self._call("GET", self._path(job_id, "batch", batch_id, "result"))
+            if not isinstance(rows, list):
+                raise SalesforceError(
+                    f"Bulk job {job_id} batch {batch_id}: result is not a JSON array")
+        return BatchResult(batch_id, state, None if message in (None, "") else str(message),
+                           rows)
+
+
+def _batch_infos(listing: Any) -> list[dict[str, Any]]:
+    """`{"batchInfo": [...]}`; tolerate a bare list or a single object."""
+    infos = listing.get("batchInfo", []) if isinstance(listing, dict) else listing
+    if isinstance(infos, dict):
+        infos = [infos]
+    return [info for info in infos or [] if isinstance(info, dict)]

@@ -1,0 +1,84 @@
+"""What can go wrong talking to Salesforce, split into retryable and fatal.
+
+Every exception's `str()` is one line a person can act on. Codes come from Salesforce's
+REST `errorCode`, SOAP `faultcode` or Bulk `exceptionCode`, so callers branch on `code`
+rather than parse messages.
+"""
+
+from __future__ import annotations
+
+import random
+
+# Codes after which the same call may succeed if repeated a little later.
+TRANSIENT_CODES = frozenset({
+    "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "TooManyLockFailure", "QUERY_TIMEOUT",
+    "CONNECTION_ERROR", "HTTP_5XX",
+})
+# Codes meaning the session token is no longer accepted (REST, SOAP, Bulk spellings).
+INVALID_SESSION_CODES = frozenset({"INVALID_SESSION_ID", "InvalidSessionId"})
+# Codes meaning an org-wide allowance is used up.
+LIMIT_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED", "ExceededQuota"})
+
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+
+
+class SalesforceError(Exception):
+    """Base of every connector error about Salesforce."""
+
+
+class AuthenticationError(SalesforceError):
+    """No usable session: wrong or incomplete credentials, or an admin changed policy."""
+
+
+class ApiError(SalesforceError):
+    """An error answer of the REST, SOAP or Bulk API."""
+
+    def __init__(self, status: int, code: str, message: str, *, context: str = "") -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.context = context
+        where = f" ({context})" if context else ""
+        super().__init__(f"Salesforce {code} (HTTP {status}){where}: {one_line(message)}")
+
+
+class TransientError(ApiError):
+    """Worth retrying later: 5xx, dropped connections, row lock contention."""
+
+
+class RequestLimitExceeded(ApiError):
+    """An org allowance (daily API requests, bulk batches) is used up: stop the run."""
+
+    def __init__(self, status: int, code: str, message: str, *, context: str = "") -> None:
+        super().__init__(status, code, message, context=context)
+        self.args = (
+            f"Salesforce {code} (HTTP {status}): {one_line(message)}. The org's API allowance "
+            "is used up: wait for the rolling 24-hour window to free requests or ask the "
+            "Salesforce admin to raise the limit, then re-run (state is kept).",
+        )
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace so an error stays a single log line."""
+    return " ".join(str(text).split())
+
+
+def classify(status: int, code: str, message: str, *, context: str = "") -> ApiError:
+    """The exception class that matches a Salesforce error code and HTTP status."""
+    if code in LIMIT_CODES:
+        if "concurrent" in message.lower():  # ConcurrentPerOrgLongTxn: frees up in seconds
+            return TransientError(status, code, message, context=context)
+        return RequestLimitExceeded(status, code, message, context=context)
+    if code in TRANSIENT_CODES or status >= 500 or status == 429:
+        return TransientError(status, code, message, context=context)
+    return ApiError(status, code, message, context=context)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): exponential, full jitter.
+
+    Jitter keeps parallel runs that failed together from retrying in lock-step.
+    """
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** attempt))
+    return random.uniform(ceiling / 2, ceiling)
