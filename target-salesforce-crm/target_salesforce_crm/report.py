@@ -1,0 +1,197 @@
+"""The run summary: what happened to every record, and what it cost in API calls.
+
+The same numbers go to one structured log line, `report.json` (for machines and the next
+run), `report.md` (for people) and, in CI, `$GITHUB_STEP_SUMMARY`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+
+
+class RejectThresholdError(Exception):
+    """More records were rejected than `fail_on_rejects` allows (outcomes are written)."""
+
+
+def reject_allowance(fail_on_rejects: float, input_records: int) -> float:
+    """`fail_on_rejects` below 1 is a share of the input, from 1 on a count."""
+    return fail_on_rejects * input_records if fail_on_rejects < 1 else fail_on_rejects
+
+
+@dataclass
+class ObjectStats:
+    """Outcomes of one CRM object; `balanced` is the nothing-lost invariant."""
+
+    candidates: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    ambiguous: int = 0
+    updated: int = 0
+    created: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
+    lookup_calls: int = 0
+    bulk_jobs: int = 0
+    bulk_batches: int = 0
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def accounted(self) -> int:
+        return self.updated + self.created + self.unmatched + self.ambiguous + self.rejected_total
+
+    @property
+    def balanced(self) -> bool:
+        return self.accounted == self.candidates
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "candidates": self.candidates,
+            "matched": self.matched,
+            "unmatched": self.unmatched,
+            "ambiguous": self.ambiguous,
+            "updated": self.updated,
+            "created": self.created,
+            "rejected": self.rejected_total,
+            "rejected_by_code": dict(sorted(self.rejected.items())),
+            "retried": self.retried,
+            "lookup_calls": self.lookup_calls,
+            "bulk_jobs": self.bulk_jobs,
+            "bulk_batches": self.bulk_batches,
+        }
+
+
+@dataclass
+class StreamStats:
+    """Records received per input stream; `ignored` when the mapping does not name it."""
+
+    records: int = 0
+    invalid: int = 0
+    ignored: bool = False
+
+
+@dataclass
+class RunReport:
+    """Accumulates across drains; rendered once at the end (or when the run fails)."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    streams: dict[str, StreamStats] = field(default_factory=dict)
+    objects: dict[str, ObjectStats] = field(default_factory=dict)
+    api_calls: Counter[str] = field(default_factory=Counter)
+    api_usage: tuple[int, int] | None = None
+    status: str = "running"
+    error: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def stream(self, name: str) -> StreamStats:
+        return self.streams.setdefault(name, StreamStats())
+
+    def object(self, name: str) -> ObjectStats:
+        return self.objects.setdefault(name, ObjectStats())
+
+    @property
+    def input_records(self) -> int:
+        """Records of mapped streams: the base of the `fail_on_rejects` share."""
+        return sum(s.records for s in self.streams.values() if not s.ignored)
+
+    @property
+    def ignored_records(self) -> int:
+        return sum(s.records for s in self.streams.values() if s.ignored)
+
+    @property
+    def rejected_total(self) -> int:
+        invalid = sum(s.invalid for s in self.streams.values())
+        return invalid + sum(o.rejected_total for o in self.objects.values())
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return round(time.monotonic() - self.started_at, 3)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            "elapsed_seconds": self.elapsed_seconds,
+            "input_records": self.input_records,
+            "ignored_records": self.ignored_records,
+            "rejected_records": self.rejected_total,
+            "streams": {
+                name: {"records": s.records, "invalid": s.invalid, "ignored": s.ignored}
+                for name, s in sorted(self.streams.items())
+            },
+            "objects": {name: o.as_json() for name, o in self.objects.items()},
+            "api_calls": dict(sorted(self.api_calls.items())),
+            "api_calls_total": sum(self.api_calls.values()),
+            "api_usage": (
+                {"used": self.api_usage[0], "max": self.api_usage[1]} if self.api_usage else None
+            ),
+            "files": self.files,
+        }
+
+    def log_line(self) -> str:
+        """One line, JSON: greppable in Meltano's log and parseable by log shippers."""
+        return "run summary " + json.dumps(self.as_json(), separators=(",", ":"))
+
+    def to_markdown(self) -> str:
+        data = self.as_json()
+        lines = [
+            "## target-salesforce-crm run",
+            "",
+            f"Status: **{self.status}**"
+            + (f" — {self.error}" if self.error else "")
+            + f"; {data['input_records']} input records"
+            + f" ({data['ignored_records']} in ignored streams)"
+            + f"; {data['elapsed_seconds']:.1f} s.",
+            "",
+            "| object | candidates | matched | unmatched | ambiguous | updated | created "
+            "| rejected | retried |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, stats in data["objects"].items():
+            lines.append(
+                f"| {name} | {stats['candidates']} | {stats['matched']} | {stats['unmatched']} "
+                f"| {stats['ambiguous']} | {stats['updated']} | {stats['created']} "
+                f"| {stats['rejected']} | {stats['retried']} |"
+            )
+        codes = Counter[str]()
+        for stats in self.objects.values():
+            codes.update(stats.rejected)
+        if codes:
+            lines += ["", "Rejected by code: " + ", ".join(
+                f"`{code}` {count}" for code, count in sorted(codes.items())
+            ) + "."]
+        calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
+        lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
+        if self.api_usage:
+            lines.append(f"Daily API usage after the run: {self.api_usage[0]}/{self.api_usage[1]}.")
+        ignored = [n for n, s in sorted(self.streams.items()) if s.ignored]
+        if ignored:
+            lines.append("Ignored streams (not in the mapping): " + ", ".join(ignored) + ".")
+        if self.files:
+            lines += ["", "Files: " + ", ".join(f"{k}: `{v}`" for k, v in self.files.items())]
+        return "\n".join(lines) + "\n"
+
+    def write(self, directory: Path) -> dict[str, Path]:
+        """Write both reports, and append the Markdown to the CI step summary when set."""
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path = directory / REPORT_JSON
+        markdown_path = directory / REPORT_MARKDOWN
+        json_path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        markdown = self.to_markdown()
+        markdown_path.write_text(markdown, encoding="utf-8")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with Path(summary).open("a", encoding="utf-8") as handle:
+                handle.write(markdown)
+        return {"json": json_path, "markdown": markdown_path}

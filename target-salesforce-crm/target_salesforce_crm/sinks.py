@@ -1,0 +1,500 @@
+"""How a drained batch of input records reaches Salesforce: map → match → check → write.
+
+Every drain is a checkpoint. singer-sdk emits the tap's STATE only after draining, so a
+drain finishes every record it holds (updated, created, unmatched or rejected, each line
+in the outcome files flushed) before it returns; nothing is carried into the next drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import JSONSchemaValidator
+
+from target_salesforce_crm.errors import one_line
+from target_salesforce_crm.matching import Candidate, MatchResult, ObjectMatcher
+from target_salesforce_crm.outcomes import (
+    AMBIGUOUS_MATCH,
+    INVALID_RECORD,
+    INVALID_VALUE,
+    MISSING_EXTERNAL_ID,
+    MISSING_KEY,
+    STAGE_INPUT,
+    STAGE_MAPPING,
+    STAGE_MATCH,
+    STAGE_PRECHECK,
+    STAGE_SALESFORCE,
+    OutcomeFiles,
+    Reject,
+    SourceRef,
+)
+from target_salesforce_crm.preflight import (
+    ApiBudget,
+    ValueChecker,
+    check_objects,
+    estimate_calls,
+)
+from target_salesforce_crm.report import (
+    ObjectStats,
+    RejectThresholdError,
+    RunReport,
+    reject_allowance,
+)
+from target_salesforce_crm.writer import BulkWriter, WriteItem, WriteSummary
+
+if TYPE_CHECKING:
+    from target_salesforce_crm.target import TargetSalesforceCRM
+
+DEFAULT_BATCH_SIZE_ROWS = 50_000
+PROGRESS_SECONDS = 15.0
+
+
+class RecordingValidator(JSONSchemaValidator):
+    """Schema validation that reports instead of stopping the run.
+
+    A record that breaks its stream's schema becomes a reject naming its key (nothing is
+    lost and the rest of the run goes on); the sink collects the reason right after
+    validation, which the SDK runs immediately before `process_record`.
+    """
+
+    problem: str | None = None
+
+    def validate(self, record: dict) -> None:
+        try:
+            super().validate(record)
+        except InvalidRecord as exc:
+            self.problem = exc.error_message
+
+    def take_problem(self) -> str | None:
+        problem, self.problem = self.problem, None
+        return problem
+
+
+@dataclass
+class _Pending:
+    """A record of the current drain, with the schema problem found on arrival."""
+
+    position: int
+    record: dict[str, Any]
+    problem: str | None = None
+
+
+@dataclass
+class _Verdicts:
+    """Per object of one drain: positions that found no CRM record (for Lead routing)."""
+
+    unmatched: dict[str, set[int]] = field(default_factory=dict)
+
+
+class IgnoredSink(BatchSink):
+    """A stream the mapping does not name: counted and reported, never sent anywhere."""
+
+    MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
+
+    def __init__(self, target: TargetSalesforceCRM, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.run = target.run
+        self.run.report.stream(self.stream_name).ignored = True
+        self.logger.info("Stream '%s' is not in the mapping: its records are ignored",
+                         self.stream_name)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        self.run.report.stream(self.stream_name).records += 1
+
+    def process_batch(self, context: dict) -> None:
+        """Nothing to send."""
+
+
+class MappedSink(BatchSink):
+    """A stream the mapping sends to one or more CRM objects."""
+
+    MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
+
+    def __init__(self, target: TargetSalesforceCRM, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.run = target.run
+        self.run.report.stream(self.stream_name)
+        self.run.streams_seen.add(self.stream_name)
+
+    def get_validator(self) -> JSONSchemaValidator | None:
+        if not self.validate_schema:
+            return None
+        return RecordingValidator(self.schema, validate_formats=self.validate_field_string_format)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        validator = self._validator
+        problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
+        pending: list[_Pending] = context.setdefault("records", [])
+        pending.append(_Pending(len(pending), record, problem))
+        self.run.report.stream(self.stream_name).records += 1
+
+    def process_batch(self, context: dict) -> None:
+        records: list[_Pending] = context.get("records", [])
+        if not records:
+            return
+        try:
+            self.run.drain(self.stream_name, records)
+        except BaseException as exc:
+            self.run.fail(exc)
+            raise
+
+
+class SyncRun:
+    """What lives for one run: client, preflight results, matchers, outcome files, report."""
+
+    def __init__(self, target: TargetSalesforceCRM) -> None:
+        self.target = target
+        self.config: Mapping[str, Any] = target.config
+        self.mapping = target.mapping
+        self.logger: logging.Logger = target.logger
+        self.report = RunReport()
+        self.outcomes = OutcomeFiles(target.output_dir)
+        self.streams_seen: set[str] = set()
+        self.budget = ApiBudget(float(self.config.get("max_api_share", 0.25)))
+        self._client: Any = None
+        self._writer: BulkWriter | None = None
+        self._checked: set[str] = set()
+        self._matchers: dict[str, ObjectMatcher] = {}
+        self._checkers: dict[str, ValueChecker] = {}
+        self._last_progress = 0.0
+        self._closed = False
+
+    # -- connections (lazy: a run of ignored streams needs none) -----------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.target.create_client()
+            self.budget.start(self._client)
+        return self._client
+
+    @property
+    def writer(self) -> BulkWriter:
+        if self._writer is None:
+            self._writer = BulkWriter(
+                self.target.create_bulk(self.client),
+                batch_size=int(self.config.get("bulk_batch_size", 10_000)),
+                max_record_retries=int(self.config.get("max_record_retries", 3)),
+                retry_backoff=float(self.config.get("retry_backoff", 2.0)),
+                logger=self.logger,
+            )
+        return self._writer
+
+    # -- preflight -----------------------------------------------------------------------
+
+    def _preflight(self, stream: str) -> None:
+        """Describe and check every object of every stream seen so far, once."""
+        objects = [
+            om for name in sorted(self.streams_seen | {stream})
+            for om in self.mapping.for_stream(name) if om.sobject not in self._checked
+        ]
+        if not objects:
+            return
+        describes = {om.sobject: self.client.describe(om.sobject) for om in objects}
+        check_objects(describes, objects)
+        for om in objects:
+            self._checked.add(om.sobject)
+            self._matchers[om.sobject] = ObjectMatcher(
+                self.client, om, describes[om.sobject],
+                lookup_batch_size=int(self.config.get("lookup_batch_size", 1000)),
+                logger=self.logger,
+            )
+            self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
+        self.logger.info("Preflight passed for %s", ", ".join(sorted(describes)))
+
+    # -- one drain -----------------------------------------------------------------------
+
+    def drain(self, stream: str, records: Sequence[_Pending]) -> None:
+        """Give every record of the drain its outcome, or raise (then no STATE follows)."""
+        self.outcomes.open()
+        objects = self.mapping.for_stream(stream)
+        try:
+            self._preflight(stream)
+            self.budget.check(self.client, estimate_calls(
+                len(records), len(objects),
+                int(self.config.get("lookup_batch_size", 1000)),
+                int(self.config.get("bulk_batch_size", 10_000)),
+            ))
+            valid = self._valid(stream, records)
+            verdicts = _Verdicts()
+            for position, om in enumerate(objects):
+                handed_on = any(
+                    later.only_unmatched_by == om.sobject for later in objects[position + 1:]
+                )
+                self._object(stream, om, valid, verdicts, handed_on=handed_on)
+        finally:
+            self.outcomes.flush()
+            self._sync_api_counts()
+        self.logger.info("Drained %d records of '%s'", len(records), stream)
+
+    def _valid(self, stream: str, records: Sequence[_Pending]) -> list[_Pending]:
+        valid: list[_Pending] = []
+        for pending in records:
+            if pending.problem is None:
+                valid.append(pending)
+                continue
+            self.report.stream(stream).invalid += 1
+            key = self._any_key(stream, pending)
+            self.outcomes.reject(Reject(
+                SourceRef(stream, key, pending.position), None, INVALID_RECORD,
+                f"record {key} of stream '{stream}' does not match the stream's schema: "
+                f"{pending.problem}", STAGE_INPUT,
+            ))
+        return valid
+
+    def _any_key(self, stream: str, pending: _Pending) -> str:
+        for om in self.mapping.for_stream(stream):
+            key = om.record_key(pending.record)
+            if key is not None:
+                return key
+        return f"#{pending.position + 1}"
+
+    def _object(
+        self, stream: str, om: Any, records: Sequence[_Pending], verdicts: _Verdicts, *,
+        handed_on: bool,
+    ) -> None:
+        stats = self.report.object(om.sobject)
+        chain = om.only_unmatched_by
+        if chain and chain in verdicts.unmatched:
+            records = [p for p in records if p.position in verdicts.unmatched[chain]]
+        stats.candidates += len(records)
+        candidates: list[Candidate] = []
+        for pending in records:
+            key = om.record_key(pending.record)
+            if key is None:
+                source = SourceRef(stream, f"#{pending.position + 1}", pending.position)
+                self._reject(stats, Reject(
+                    source, om.sobject, MISSING_KEY,
+                    f"record #{pending.position + 1} of stream '{stream}' has no '{om.key}' "
+                    "(the mapping's key property)", STAGE_INPUT,
+                ))
+                continue
+            candidates.append(Candidate(SourceRef(stream, key, pending.position), pending.record))
+        matcher = self._matchers[om.sobject]
+        calls_before = matcher.lookup_calls
+        updates: list[WriteItem] = []
+        creates: list[WriteItem] = []
+        unmatched: set[int] = set()
+        tried = self._tried(om)
+        for number, result in enumerate(matcher.match(candidates), start=1):
+            self._verdict(stats, om, result, updates, creates, unmatched, tried,
+                          handed_on=handed_on)
+            self._progress(f"{stream} → {om.sobject}: looked up {number}/{len(candidates)}")
+        stats.lookup_calls += matcher.lookup_calls - calls_before
+        verdicts.unmatched[om.sobject] = unmatched
+        if updates:
+            self._apply(stats, om, self.writer.write(om.sobject, "update", updates))
+        if creates:
+            self._apply(stats, om, self.writer.write(
+                om.sobject, "upsert", creates, external_id_field=om.write.external_id,
+            ))
+        self.logger.info(
+            "%s → %s: %d candidates, %d matched, %d unmatched, %d ambiguous, %d updated, "
+            "%d created, %d rejected so far",
+            stream, om.sobject, stats.candidates, stats.matched, stats.unmatched,
+            stats.ambiguous, stats.updated, stats.created, stats.rejected_total,
+        )
+
+    def _tried(self, om: Any) -> list[str]:
+        """Objects a record went through before reaching `om` (Contact, then Lead)."""
+        chain = [om.sobject]
+        previous = om.only_unmatched_by
+        while previous and previous not in chain:
+            chain.insert(0, previous)
+            previous = self.mapping.object(previous).only_unmatched_by
+        return chain
+
+    def _verdict(
+        self, stats: ObjectStats, om: Any, result: MatchResult, updates: list[WriteItem],
+        creates: list[WriteItem], unmatched: set[int], tried: list[str], *, handed_on: bool,
+    ) -> None:
+        source = result.candidate.source
+        if result.status == "ambiguous":
+            stats.ambiguous += 1
+            self.outcomes.reject(Reject(
+                source, om.sobject, AMBIGUOUS_MATCH,
+                f"{result.reason}; ambiguity policy '{om.ambiguity}' writes none of them",
+                STAGE_MATCH, fields=[result.rule] if result.rule else [],
+            ))
+            return
+        upsert = om.write.mode == "upsert"
+        if result.status == "unmatched" and not upsert:
+            stats.unmatched += 1
+            unmatched.add(source.position)
+            if not handed_on:
+                self.outcomes.unmatched(source, tried, result.keys)
+            return
+        if result.status == "matched":
+            stats.matched += 1
+        values = self._map(stats, om, result)
+        if values is None:
+            return
+        if result.status == "matched":
+            if upsert:
+                values = {**self._external_id(om, result.candidate.record), **values}
+            if self._prechecked(stats, om, source, values, result.ids[0]):
+                updates.extend(
+                    WriteItem([source], {"Id": crm_id, **values}, crm_id) for crm_id in result.ids
+                )
+            return
+        defaults = self._create_values(stats, om, result)
+        if defaults is None:
+            return
+        payload = {**defaults, **values}
+        external_id = om.write.external_id
+        payload = {**self._external_id(om, result.candidate.record), **payload}
+        if payload.get(external_id) in (None, ""):
+            self._reject(stats, Reject(
+                source, om.sobject, MISSING_EXTERNAL_ID,
+                f"cannot create a {om.sobject} for {source.key}: no value for the external id "
+                f"{external_id}", STAGE_MAPPING, fields=[external_id],
+            ))
+            return
+        if self._prechecked(stats, om, source, payload, None, create=True):
+            creates.append(WriteItem([source], payload, None))
+
+    def _map(self, stats: ObjectStats, om: Any, result: MatchResult) -> dict[str, Any] | None:
+        values, problems = om.map_record(result.candidate.record)
+        if not problems:
+            return dict(values)
+        self._mapping_reject(stats, om, result, problems)
+        return None
+
+    def _mapping_reject(
+        self, stats: ObjectStats, om: Any, result: MatchResult, problems: list[str]
+    ) -> None:
+        source = result.candidate.source
+        self._reject(stats, Reject(
+            source, om.sobject, INVALID_VALUE,
+            f"record {source.key}: " + "; ".join(problems), STAGE_MAPPING,
+            crm_id=result.ids[0] if result.ids else None,
+            fields=[p.split(":", 1)[0] for p in problems],
+        ))
+
+    def _create_values(
+        self, stats: ObjectStats, om: Any, result: MatchResult
+    ) -> dict[str, Any] | None:
+        values, problems = om.create_values(result.candidate.record)
+        if problems:
+            self._mapping_reject(stats, om, result, problems)
+            return None
+        return {name: value for name, value in values.items() if value is not None}
+
+    @staticmethod
+    def _external_id(om: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The upsert key's value, from the match rule on that field (e.g. the user id)."""
+        for rule in om.match:
+            if rule.field == om.write.external_id:
+                key = rule.key(record)
+                return {} if key is None else {rule.field: key}
+        return {}
+
+    def _prechecked(
+        self, stats: ObjectStats, om: Any, source: SourceRef, payload: dict[str, Any],
+        crm_id: str | None, *, create: bool = False,
+    ) -> bool:
+        checker = self._checkers[om.sobject]
+        problems = checker.check(payload)
+        if create:
+            problems = checker.check_create(payload) + problems
+        if not problems:
+            return True
+        self._reject(stats, Reject(
+            source, om.sobject, problems[0].code,
+            "; ".join(p.message for p in problems), STAGE_PRECHECK, crm_id=crm_id,
+            fields=[p.field for p in problems], values=payload,
+        ))
+        return False
+
+    def _apply(self, stats: ObjectStats, om: Any, summary: WriteSummary) -> None:
+        """Fold write outcomes into per-record outcomes: one per input record."""
+        stats.bulk_jobs += summary.jobs
+        stats.bulk_batches += summary.batches
+        stats.retried += summary.retried
+        verdict: dict[int, tuple[str, str | None]] = {}
+        sources: dict[int, SourceRef] = {}
+        for outcome in summary.outcomes:
+            for source in outcome.item.sources:
+                sources[source.position] = source
+                if outcome.status == "rejected":
+                    self.outcomes.reject(Reject(
+                        source, om.sobject, outcome.code or "UNKNOWN_ERROR", outcome.message,
+                        STAGE_SALESFORCE, crm_id=outcome.crm_id, fields=outcome.fields,
+                        values=outcome.item.payload,
+                    ))
+                    if verdict.get(source.position, ("",))[0] != "rejected":
+                        verdict[source.position] = ("rejected", outcome.code)
+                elif source.position not in verdict or verdict[source.position][0] == "updated":
+                    verdict[source.position] = (outcome.status, None)
+        for status, code in verdict.values():
+            if status == "rejected":
+                stats.rejected[code or "UNKNOWN_ERROR"] += 1
+            elif status == "created":
+                stats.created += 1
+            else:
+                stats.updated += 1
+
+    def _reject(self, stats: ObjectStats, reject: Reject) -> None:
+        stats.rejected[reject.code] += 1
+        self.outcomes.reject(reject)
+
+    def _progress(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_SECONDS:
+            self._last_progress = now
+            self.logger.info("Progress: %s", message)
+
+    # -- the end ------------------------------------------------------------------------
+
+    def finish(self, fail_on_rejects: float) -> None:
+        """Write the reports; fail when more records were rejected than allowed."""
+        report = self.report
+        allowed = reject_allowance(fail_on_rejects, report.input_records)
+        too_many = report.rejected_total > allowed
+        if too_many:
+            report.error = (
+                f"{report.rejected_total} of {report.input_records} input records were "
+                f"rejected, more than fail_on_rejects {fail_on_rejects} allows "
+                f"({allowed:g}); every outcome is written: see {self.outcomes.rejects_path}"
+            )
+        self._close("failed" if too_many else "succeeded")
+        if too_many:
+            raise RejectThresholdError(report.error)
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why the run stopped; outcomes of completed drains are already on disk."""
+        if self._closed:
+            return
+        self.report.error = one_line(str(exc)) or type(exc).__name__
+        self._close("failed")
+
+    def _close(self, status: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.outcomes.open()
+        self.outcomes.close()
+        self._sync_api_counts()
+        report = self.report
+        report.status = status
+        report.files = {
+            "rejects": str(self.outcomes.rejects_path),
+            "unmatched": str(self.outcomes.unmatched_path),
+        }
+        paths = report.write(self.target.output_dir)
+        report.files.update({"report_json": str(paths["json"]),
+                             "report_markdown": str(paths["markdown"])})
+        self.logger.info("%s", report.log_line())
+
+    def _sync_api_counts(self) -> None:
+        if self._client is None:
+            return
+        self.report.api_calls = Counter(self._client.api_calls)
+        self.report.api_usage = self._client.api_usage

@@ -1,0 +1,182 @@
+"""`target-salesforce-crm`: Personalization insights onto Contacts, Leads and Accounts.
+
+Streams named by the forward mapping are matched against the CRM (look-up validation) and
+written with the Bulk API; other streams are counted and reported as ignored, so any tap
+whose streams the mapping names can feed it. Settings are declared here once, merged with
+the connection settings the tap shares.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from crm_sync_mapping import MappingError, load_forward_mapping
+from singer_sdk import typing as th
+from singer_sdk.target_base import Target
+
+from target_salesforce_crm.errors import SalesforceError, one_line
+from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
+from target_salesforce_crm.report import RejectThresholdError
+from target_salesforce_crm.settings import CONNECTION_SETTINGS
+from target_salesforce_crm.sinks import DEFAULT_BATCH_SIZE_ROWS, IgnoredSink, MappedSink, SyncRun
+
+DEFAULT_MAPPING_FILE = "transforms/personalization-to-crm.yml"
+DEFAULT_OUTPUT_DIR = "output/target-salesforce-crm"
+
+TARGET_SETTINGS = th.PropertiesList(
+    th.Property(
+        "mapping_file", th.StringType, default=DEFAULT_MAPPING_FILE,
+        description="Forward mapping (YAML): which stream feeds which CRM object, match "
+                    "rules, field mappings, write mode.",
+    ),
+    th.Property(
+        "lookup_batch_size", th.IntegerType(minimum=1, maximum=1000), default=1000,
+        description="Candidates validated per SOQL look-up call (at most 1,000).",
+    ),
+    th.Property(
+        "bulk_batch_size", th.IntegerType(minimum=1, maximum=10_000), default=10_000,
+        description="Records per Bulk API batch (at most 10,000; batches are also kept "
+                    "under 10 MB).",
+    ),
+    th.Property(
+        "max_api_share", th.NumberType(exclusive_minimum=0, maximum=1), default=0.25,
+        description="Refuse to write when a drain's estimated API calls exceed this share "
+                    "of the remaining daily API requests.",
+    ),
+    th.Property(
+        "fail_on_rejects", th.NumberType(minimum=0), default=0.01,
+        description="Fail the run (after writing every outcome) when rejected records "
+                    "exceed this share of the input (a value below 1) or this count (1 "
+                    "or more).",
+    ),
+    th.Property(
+        "max_record_retries", th.IntegerType(minimum=0, maximum=10), default=3,
+        description="Retries of a record after a transient failure such as "
+                    "UNABLE_TO_LOCK_ROW.",
+    ),
+    th.Property(
+        "retry_backoff", th.NumberType(minimum=0), default=2.0,
+        description="Seconds before the first retry round of transient failures; doubles "
+                    "each round (capped at 60).",
+    ),
+    th.Property(
+        "output_dir", th.StringType, default=DEFAULT_OUTPUT_DIR,
+        description="Where rejects.jsonl, unmatched.jsonl, report.json and report.md are "
+                    "written (replaced on every run).",
+    ),
+    th.Property(
+        "poll_initial", th.NumberType(exclusive_minimum=0), default=0.5,
+        description="Seconds before the first Bulk batch status poll.",
+    ),
+    th.Property(
+        "poll_max", th.NumberType(exclusive_minimum=0), default=10.0,
+        description="Longest wait between two Bulk status polls (the wait grows up to it).",
+    ),
+    th.Property(
+        "poll_timeout", th.NumberType(exclusive_minimum=0), default=3600.0,
+        description="Give up on a Bulk job whose batches are not finished after this many "
+                    "seconds.",
+    ),
+    th.Property(
+        "batch_size_rows", th.IntegerType(minimum=1), default=DEFAULT_BATCH_SIZE_ROWS,
+        description="Input records per drain. Each drain is a checkpoint: every record "
+                    "before a STATE message has its outcome.",
+    ),
+)
+
+
+class TargetConfigError(Exception):
+    """A setting or the mapping file is unusable; the message names it."""
+
+
+# Errors that end a run with one actionable line instead of a traceback.
+FATAL_ERRORS = (
+    SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
+)
+
+
+def _config_schema() -> dict[str, Any]:
+    schema = CONNECTION_SETTINGS.to_dict()
+    schema["properties"].update(TARGET_SETTINGS.to_dict()["properties"])
+    return schema
+
+
+def load_mapping(path_setting: str) -> Any:
+    """The forward mapping, or one error naming the setting, the file and every problem."""
+    path = Path(path_setting)
+    if not path.is_file():
+        raise TargetConfigError(
+            f"mapping_file: {path} does not exist; set mapping_file to the forward mapping "
+            f"(e.g. {DEFAULT_MAPPING_FILE})"
+        )
+    try:
+        return load_forward_mapping(path)
+    except MappingError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        raise TargetConfigError(
+            f"mapping_file {path} is invalid: " + "; ".join(one_line(p) for p in problems)
+        ) from None
+
+
+class TargetSalesforceCRM(Target):
+    """Singer target writing mapped streams to Salesforce CRM objects."""
+
+    name = "target-salesforce-crm"
+    config_jsonschema = _config_schema()
+    default_sink_class = MappedSink
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Sinks share one Salesforce session and the Lead step depends on the Contact step,
+        # so drains run one after another.
+        self.max_parallelism = 1
+        self.mapping = load_mapping(str(self.config.get("mapping_file", DEFAULT_MAPPING_FILE)))
+        self.output_dir = Path(str(self.config.get("output_dir", DEFAULT_OUTPUT_DIR)))
+        self.run = SyncRun(self)
+
+    def get_sink_class(self, stream_name: str) -> type[MappedSink] | type[IgnoredSink]:
+        return MappedSink if self.mapping.for_stream(stream_name) else IgnoredSink
+
+    def create_client(self) -> Any:
+        """The Salesforce session; a seam for tests and for a future dry-run mode."""
+        from target_salesforce_crm.client import SalesforceClient
+
+        return SalesforceClient(dict(self.config), logger=self.logger)
+
+    def create_bulk(self, client: Any) -> Any:
+        from target_salesforce_crm.bulk import BulkClient
+
+        return BulkClient(
+            client,
+            poll_initial=float(self.config.get("poll_initial", 0.5)),
+            poll_max=float(self.config.get("poll_max", 10.0)),
+            poll_timeout=float(self.config.get("poll_timeout", 3600.0)),
+        )
+
+    def process_endofpipe(self) -> None:
+        try:
+            super().process_endofpipe()
+        except BaseException as exc:
+            self.run.fail(exc)
+            raise
+        self.run.finish(float(self.config.get("fail_on_rejects", 0.01)))
+
+    @classmethod
+    def invoke(
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: Any = None,
+    ) -> None:
+        """Run; a known failure ends with one actionable log line and exit code 1."""
+        try:
+            super().invoke(
+                about=about, about_format=about_format, config=config, file_input=file_input,
+            )
+        except FATAL_ERRORS as exc:
+            cls.logger.error("%s", one_line(str(exc)))
+            sys.exit(1)
