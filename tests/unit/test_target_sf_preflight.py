@@ -115,7 +115,8 @@ def test_object_permissions_and_upsert_requirements() -> None:
 def test_upsert_needs_an_external_id_field() -> None:
     upsert = mapping(write=WriteMode("upsert", "Description", (FieldMapping("LastName", "name"),)))
 
-    with pytest.raises(PreflightError, match=re.escape("Contact.Description is not an External ID field")):
+    expected = re.escape("Contact.Description is not an External ID field")
+    with pytest.raises(PreflightError, match=expected):
         check_objects({"Contact": CONTACT}, [upsert])
 
 
