@@ -96,7 +96,7 @@ def _syntax_message(error: MarkedYAMLError) -> str:
 
 def _find_duplicates(node: Node, path: Path_, document: Document) -> None:
     if isinstance(node, MappingNode):
-        seen: dict[str, int] = {}
+        seen: dict[str, Position] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.value == "<<":
                 continue
@@ -104,11 +104,11 @@ def _find_duplicates(node: Node, path: Path_, document: Document) -> None:
             at = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in seen:
                 document.problem(at, (
-                    f"duplicate key '{key}' under {describe_path(path)} (first at line "
-                    f"{seen[key]}); YAML would keep only one of them: merge or remove one"
+                    f"duplicate key '{key}' under {describe_path(path)} (first at "
+                    f"{seen[key][0]}:{seen[key][1]}); YAML would keep only one: merge or remove one"
                 ))
             else:
-                seen[key] = at[0]
+                seen[key] = at
             _find_duplicates(value_node, (*path, key), document)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
