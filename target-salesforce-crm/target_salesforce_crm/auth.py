@@ -138,7 +138,8 @@ class SalesforceAuthenticator:
         flow = self._flow
         auth_url = (_text(self._config, "auth_url") or DEFAULT_AUTH_URL).rstrip("/")
         url = f"{auth_url}/services/oauth2/token"
-        retries = int(self._config.get("max_retries") or DEFAULT_MAX_RETRIES)
+        configured = self._config.get("max_retries")
+        retries = DEFAULT_MAX_RETRIES if configured is None else max(0, int(configured))
         timeout = float(self._config.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT)
         verify: str | bool = _text(self._config, "ca_bundle") or True
         for attempt in range(retries + 1):

@@ -66,6 +66,22 @@ def strip_attributes(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class VerifyingSession(requests.Session):
+    """A requests session whose `verify` is not overridden by REQUESTS_CA_BUNDLE.
+
+    requests lets that environment variable replace `Session.verify` for calls that do not
+    pass `verify` themselves (simple-salesforce's), which would silently drop ca_bundle.
+    """
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert)
+        if verify is None or verify is True:
+            settings["verify"] = self.verify
+        return settings
+
+
 class SalesforceClient:
     """REST/SOAP/Bulk access with one session, shared by the target and the tap."""
 
@@ -78,7 +94,7 @@ class SalesforceClient:
         retries = config.get("max_retries")
         self.max_retries = DEFAULT_MAX_RETRIES if retries is None else max(0, int(retries))
         self.verify: str | bool = _ca_bundle(config)
-        self.http = requests.Session()
+        self.http = VerifyingSession()
         self.http.verify = self.verify
         self.plugin_name = plugin_name
         self.authenticator = authenticator or SalesforceAuthenticator.from_config(
@@ -272,7 +288,7 @@ class SalesforceClient:
         It does not renew the session on expiry; this client does.
         """
         session = self.session()
-        http = requests.Session()
+        http = VerifyingSession()
         http.verify = self.verify
         return simple_salesforce.Salesforce(
             instance_url=session.instance_url, session_id=session.access_token,
@@ -323,7 +339,7 @@ def _error_of(answer: requests.Response, style: str, where: str) -> ApiError:
     if style == "soap":
         fault = soap.parse_fault(answer.content)
         if fault is not None:
-            code, message = fault
+            return classify(status, *fault, context=where, status_decides=False)
     else:
         body: Any
         try:

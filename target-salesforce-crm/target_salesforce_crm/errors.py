@@ -64,13 +64,18 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def classify(status: int, code: str, message: str, *, context: str = "") -> ApiError:
-    """The exception class that matches a Salesforce error code and HTTP status."""
+def classify(status: int, code: str, message: str, *, context: str = "",
+             status_decides: bool = True) -> ApiError:
+    """The exception class that matches a Salesforce error code and HTTP status.
+
+    SOAP sends every fault with HTTP 500, so for faults `status_decides=False` and only
+    the code says whether a retry can help.
+    """
     if code in LIMIT_CODES:
         if "concurrent" in message.lower():  # ConcurrentPerOrgLongTxn: frees up in seconds
             return TransientError(status, code, message, context=context)
         return RequestLimitExceeded(status, code, message, context=context)
-    if code in TRANSIENT_CODES or status >= 500 or status == 429:
+    if code in TRANSIENT_CODES or (status_decides and (status >= 500 or status == 429)):
         return TransientError(status, code, message, context=context)
     return ApiError(status, code, message, context=context)
 
