@@ -137,6 +137,8 @@ def _number(value: Any) -> float | int | None:
             except ValueError:
                 raise InvalidValue(f"{value!r} is not a number") from None
         value = parsed
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue(f"{_kind(value)} {value!r} is not a number")
     return _number_in(value, "number")
 
 
@@ -152,7 +154,9 @@ def _integer(value: Any) -> int | None:
 
 
 def _epoch_ms(value: Any, conversion: str) -> datetime:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str):
+        if not value.strip().lstrip("-").isdigit():
+            raise InvalidValue(f"{value!r} is not a time in epoch milliseconds")
         value = int(value.strip())
     number = _number_in(value, conversion)
     try:
