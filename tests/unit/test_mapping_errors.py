@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from crm_sync_mapping import (
     MappingError,
     Problem,
