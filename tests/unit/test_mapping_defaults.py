@@ -246,3 +246,19 @@ def test_upsert_with_create_defaults_and_clear_policy() -> None:
         "no default (source attributes.plan)",
     ]
     assert {"LastName", "LeadSource", "Personalization_User_Id__c"} <= contact.crm_fields()
+
+
+def test_yaml_anchors_and_merge_keys_share_definitions() -> None:
+    mapping = load_forward_mapping(VALID / "shared_with_anchors.yml")
+    contact, lead = mapping.object("Contact"), mapping.object("Lead")
+    assert (lead.stream, lead.exclude_converted, lead.only_unmatched_by) == (
+        "users", True, "Contact",
+    )
+    assert lead.match == contact.match
+    assert {field.target for field in lead.fields} == {
+        "Personalization_User_Id__c", "Personalization_Tier__c", "Personalization_Segments__c",
+    }
+    values, problems = lead.map_record(USER)
+    assert values == {"Personalization_User_Id__c": "u-1001", "Personalization_Tier__c": "Gold",
+                      "Personalization_Segments__c": "VIP;Newsletter"}
+    assert problems == []
