@@ -21,8 +21,8 @@ VALID = Path(__file__).resolve().parents[1] / "fixtures" / "mappings" / "valid"
 USER = {
     "id": "u-1001", "emailAddress": " Ada@Example.com ", "displayName": "Ada Lovelace",
     "accountId": "example-corp", "accountName": "Example Corp.",
-    "engagementScore": 0.4234567, "firstActivity": 1700000000000,
-    "lastActivity": 1732449600000,
+    "engagementScore": 0.4234567, "firstActivity": "2023-11-14T22:13:20Z",
+    "lastActivity": "2024-11-24T12:00:00.000000+00:00",
     "segmentMembership": [
         {"id": "seg-vip", "name": "VIP", "joined": 1731000000000},
         {"id": "seg-newsletter", "name": "Newsletter", "joined": 1731000000000},
@@ -122,7 +122,7 @@ def test_a_bad_value_is_reported_not_written(forward: ForwardMapping) -> None:
     assert problems == [
         "Personalization_Engagement_Score__c: round needs a number, got text 'high'; add "
         "'number' before it (source engagementScore)",
-        "Personalization_Last_Activity__c: 'yesterday' is not a time in epoch milliseconds "
+        "Personalization_Last_Activity__c: 'yesterday' is not an ISO 8601 date or datetime "
         "(source lastActivity)",
     ]
 
@@ -140,7 +140,7 @@ def test_account_match_rules_and_values(forward: ForwardMapping) -> None:
     account = forward.object("Account")
     record = {
         "id": "example-corp", "name": "Example Corp.", "domain": "example.com",
-        "engagementScore": 0.7, "lastActivity": 1732449600000,
+        "engagementScore": 0.7, "lastActivity": "2024-11-24T12:00:00Z",
         "segmentMembership": [{"id": "seg-vip", "name": "VIP"}], "attributes": {},
     }
     assert account.map_record(record) == ({
