@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from target_salesforce_crm.schema import (
     FieldAccessError,
     columns_of,
@@ -81,7 +80,8 @@ def test_hidden_fields_fail_with_object_field_origin_and_permission() -> None:
     assert "Internal_Notes__c (named in mapping file transforms/crm-to-personalization.yml)" \
         in message
     assert "Titel (named in setting extra_fields.contacts, did you mean Title?)" in message
-    assert "Field-Level Security" in message and "Read access" in message
+    assert "Field-Level Security" in message
+    assert "Read access" in message
     assert "Email" not in message.split(":")[1]
 
 
