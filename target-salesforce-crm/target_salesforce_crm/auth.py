@@ -40,7 +40,8 @@ _GROUPS_HELP = (
 )
 _ADMIN_CHANGES = (
     "a Salesforce admin may have changed the connected app's policies (permitted users, "
-    "pre-authorization, IP relaxation), IP restrictions, or deactivated/locked the user"
+    "pre-authorization, IP relaxation), login IP ranges, or the integration user's "
+    "profile/permission sets, or deactivated/locked the user"
 )
 
 
@@ -142,7 +143,8 @@ class SalesforceAuthenticator:
         retries = DEFAULT_MAX_RETRIES if configured is None else max(0, int(configured))
         timeout = float(self._config.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT)
         verify: str | bool = _text(self._config, "ca_bundle") or True
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             self.token_requests += 1
             try:
                 answer = self._http.post(url, data=flow.form(), auth=flow.basic_auth,
@@ -154,13 +156,17 @@ class SalesforceAuthenticator:
                         f"Salesforce token endpoint {url} unreachable after {attempt + 1} "
                         f"attempts ({type(exc).__name__}); check auth_url and ca_bundle and "
                         "the network") from exc
-                self._wait(attempt, f"{type(exc).__name__}")
-                continue
-            if answer.status_code >= 500 and attempt < retries:
+                self._wait(attempt, type(exc).__name__)
+            else:
+                if answer.status_code < 500:
+                    return self._session_from(answer, url)
+                if attempt >= retries:
+                    raise AuthenticationError(
+                        f"Salesforce token endpoint {url} answered HTTP {answer.status_code} "
+                        f"{attempt + 1} times; Salesforce may be unavailable, re-run later "
+                        "(max_retries setting)")
                 self._wait(attempt, f"HTTP {answer.status_code}")
-                continue
-            return self._session_from(answer, url)
-        raise AssertionError("unreachable")  # the loop returns or raises
+            attempt += 1
 
     def _wait(self, attempt: int, reason: str) -> None:
         delay = backoff_delay(attempt)

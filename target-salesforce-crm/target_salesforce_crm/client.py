@@ -159,7 +159,7 @@ class SalesforceClient:
             headers = {**extra_headers, **_auth_header(style, session.access_token)}
             if body_for_session is not None:
                 kwargs["data"] = body_for_session(session.access_token)
-            url = path if path.startswith("https://") else session.instance_url + path
+            url = _url(session.instance_url, path)
             self.api_calls[kind] += 1
             try:
                 answer = self.http.request(method, url, headers=headers, timeout=self.timeout,
@@ -314,6 +314,16 @@ def _ca_bundle(config: Mapping[str, Any]) -> str | bool:
         raise SalesforceError(f"Salesforce settings: ca_bundle {value!r} is not a readable "
                               "file; point it to a PEM file of CA certificates")
     return str(path)
+
+
+def _url(instance_url: str, path: str) -> str:
+    """Absolute URL on the session's instance; a token is never sent to another host."""
+    if path.startswith("/"):
+        return instance_url + path
+    if path.startswith(instance_url + "/"):
+        return path
+    raise ValueError(f"refusing to send the Salesforce session to {path.split('?', 1)[0]!r}: "
+                     f"not a path on {instance_url}")
 
 
 def _style(path: str) -> str:

@@ -236,3 +236,13 @@ def test_token_endpoint_unreachable_gives_up(requests_mock: Any, no_sleep: list[
         authenticator.session()
     assert requests_mock.call_count == 3
     assert len(no_sleep) == 2
+
+
+def test_token_endpoint_persistent_5xx_says_so(requests_mock: Any, no_sleep: list[float]) -> None:
+    requests_mock.post(TOKEN_URL, status_code=503, text="Service Unavailable")
+    authenticator = SalesforceAuthenticator.from_config(
+        {"auth_url": AUTH_URL, "client_id": "c", "client_secret": "s", "max_retries": 1})
+    with pytest.raises(AuthenticationError, match=r"answered HTTP 503 2 times"):
+        authenticator.session()
+    assert requests_mock.call_count == 2
+    assert len(no_sleep) == 1

@@ -220,6 +220,16 @@ def test_secrets_never_logged(sf: SalesforceClient, requests_mock: Any,
         assert f"={secret}" not in caplog.text
 
 
+def test_session_never_sent_to_another_host(sf: SalesforceClient, requests_mock: Any) -> None:
+    with pytest.raises(ValueError, match="refusing to send the Salesforce session"):
+        sf.request("GET", "https://elsewhere.example.test/services/data/v59.0/limits/",
+                   kind="limits")
+    assert [r.url for r in requests_mock.request_history] == [TOKEN_URL]
+    absolute = requests_mock.get(f"{REST}/limits/", json={})
+    sf.request("GET", f"{REST}/limits/", kind="limits")
+    assert absolute.call_count == 1
+
+
 def test_missing_ca_bundle_is_named(tokens: Any) -> None:
     with pytest.raises(SalesforceError, match=r"ca_bundle '/no/such/ca\.pem' is not a readable"):
         SalesforceClient({"client_id": "c", "client_secret": "s",
