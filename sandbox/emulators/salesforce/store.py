@@ -371,6 +371,7 @@ class SalesforceStore:
             raise InvalidBatchError(f"Invalid operation: {operation}")
         if any(not isinstance(record, dict) for record in records):
             raise InvalidBatchError("Each record must be a JSON object of field values")
+        records = [{k: v for k, v in record.items() if k != "attributes"} for record in records]
         with self._writing() as conn:
             catalog = self._catalog(conn)
             obj = catalog.visible(sobject)
@@ -444,6 +445,7 @@ class SalesforceStore:
 
     def _insert_chunk(self, conn: sqlite3.Connection, obj: ObjectDef,
                       chunk: list[dict[str, Any]], stamp: str) -> list[str]:
+        """One seeding transaction; per-column converters keep the per-row work small."""
         mapping: dict[str, FieldDef] = {}
         for key in {key for record in chunk for key in record}:
             if key == "attributes":
@@ -452,30 +454,36 @@ class SalesforceStore:
             if item is None:
                 raise InvalidBatchError(f"Field name not found : {key}")
             mapping[key] = item
-        names = {item.name for item in mapping.values()}
+        targets = {key: (item.name, _raw_converter(item)) for key, item in mapping.items()}
         system = {"Id": None, "IsDeleted": 0, "CreatedDate": stamp, "LastModifiedDate": stamp,
                   "SystemModstamp": stamp}
         defaults = {**{item.name: _raw_value(item, item.default) for item in obj.fields
                        if item.default is not None}, **system}
-        fields = [item for item in obj.fields if item.name in names or item.name in defaults]
-        columns = [item.name for item in fields] + [shadow_column(item.name) for item in fields
-                                                     if item.shadowed]
-        new_ids = iter(self._reserve_ids(conn, obj, sum(
-            1 for record in chunk if not any(k.lower() == "id" and record[k] for k in record))))
+        given = {name for name, _ in targets.values()}
+        fields = [item for item in obj.fields if item.name in given or item.name in defaults]
+        names = [item.name for item in fields]
+        shadows = [item.name for item in fields if item.shadowed]
+        id_keys = [key for key, item in mapping.items() if item.name == "Id"]
+        missing_ids = sum(1 for record in chunk if not any(record.get(k) for k in id_keys))
+        new_ids = iter(self._reserve_ids(conn, obj, missing_ids))
         rows = []
         ids = []
         for record in chunk:
-            values = dict(defaults)
+            values = defaults.copy()
             for key, value in record.items():
-                item = mapping.get(key)
-                if item is not None:
-                    values[item.name] = _raw_value(item, value)
+                target = targets.get(key)
+                if target is not None:
+                    name, convert = target
+                    values[name] = convert(value) if convert and value is not None else value
             if not values["Id"]:
                 values["Id"] = next(new_ids)
             ids.append(values["Id"])
-            row = [values.get(item.name) for item in fields]
-            row.extend(_fold_or_none(values.get(item.name)) for item in fields if item.shadowed)
+            row = [values.get(name) for name in names]
+            for name in shadows:
+                value = values.get(name)
+                row.append(value.casefold() if isinstance(value, str) else value)
             rows.append(row)
+        columns = [*names, *(shadow_column(name) for name in shadows)]
         statement = sql("INSERT INTO", quote_ident(obj.name), "(",
                         ", ".join(quote_ident(name) for name in columns), ") VALUES (",
                         ", ".join("?" * len(columns)), ")")
@@ -537,6 +545,26 @@ class SalesforceStore:
             self._bump_catalog(conn)
 
 
+def _raw_converter(item: FieldDef) -> Callable[[Any], Any] | None:
+    """None when seed values of this field are stored as given (text, numbers)."""
+    if item.type not in ("boolean", "datetime", "date", "id", "reference"):
+        return None
+    memo: dict[Any, Any] = {}  # seed data repeats parents and timestamps a lot
+
+    def convert(value: Any) -> Any:
+        try:
+            return memo[value]
+        except KeyError:
+            if len(memo) > 50_000:
+                memo.clear()
+            memo[value] = converted = _raw_value(item, value)
+            return converted
+        except TypeError:  # unhashable: stored as given, like any other odd seed value
+            return _raw_value(item, value)
+
+    return convert
+
+
 def _raw_value(item: FieldDef, value: Any) -> Any:
     """Seed values in stored form, leniently: anything not convertible is kept as given."""
     if value is None:
@@ -548,8 +576,13 @@ def _raw_value(item: FieldDef, value: Any) -> Any:
         return int(bool(value))
     if kind == "datetime":
         if isinstance(value, str):
-            if len(value) == 28 and value.endswith("+0000") and value[10] == "T":
-                return value
+            if value[10:11] == "T":  # fast paths for the forms seeders usually write
+                if len(value) == 28 and value.endswith("+0000"):
+                    return value
+                if len(value) == 20 and value[19] == "Z":
+                    return value[:19] + ".000+0000"
+                if len(value) == 24 and value[19] == "." and value[23] == "Z":
+                    return value[:23] + "+0000"
             moment = parse_datetime(value)
             return format_datetime(moment) if moment else value
         if isinstance(value, datetime):

@@ -383,7 +383,9 @@ class BatchCheck:
                  mapping: Mapping[str, FieldDef], *, skip_id: bool) -> None:
         for index, row in targets.items():
             record = self.records[index]
-            skip = frozenset(k for k in record if k.lower() == "id") if skip_id else frozenset()
+            # An empty Id column on insert is how Bulk clients write "no id yet".
+            skip = frozenset(k for k, v in record.items() if k.lower() == "id"
+                             and (skip_id or v is None or v == ""))
             try:
                 changes = prepare(self.obj, mapping, record, creating=row is None, skip=skip)
             except RecordError as error:
