@@ -315,7 +315,16 @@ class BulkQuery:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        answer = self.client.request("POST", self.base, kind="bulk", json=body)
+        try:
+            answer = self.client.request("POST", self.base, kind="bulk", json=body)
+        except ApiError as error:
+            if error.status == 404:
+                raise SalesforceError(
+                    f"This org does not offer Bulk API 2.0 query jobs at {self.base} "
+                    f"({error.code}); they need API version 47.0 or later (setting "
+                    "api_version). Set use_bulk_api false to read through REST queryAll."
+                ) from error
+            raise
         return str(answer.json()["id"])
 
     def _wait(self, job_id: str) -> None:

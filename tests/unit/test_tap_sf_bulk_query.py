@@ -129,3 +129,13 @@ def test_results_are_streamed_not_loaded(requests_mock: rm.Mocker) -> None:
     results = [r for r in requests_mock.request_history if "/results" in r.url]
     assert results[0].stream is True
     assert INSTANCE in results[0].url
+
+
+def test_an_org_without_bulk_query_gets_told_to_turn_the_option_off(
+    requests_mock: rm.Mocker,
+) -> None:
+    requests_mock.post(JOBS, status_code=404, json=[
+        {"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}])
+    reader = BulkQuery(SalesforceClient(config()))
+    with pytest.raises(SalesforceError, match="Set use_bulk_api false"):
+        list(reader.rows("SELECT Id FROM Contact"))
