@@ -7,13 +7,17 @@ of an equal-timestamp group after an interrupted run and every late-committed ro
 query is `WHERE SystemModstamp >= <bookmark - lookback_minutes>`: the rows at the bookmark
 (and those in the look-back window) are read again, and targets upsert by `Id`, so reading a
 row twice is harmless while missing one is not. The datetime literal is floored to the second
-(SOQL's literal form), which only widens that overlap.
+(SOQL's literal form), which only widens that overlap. With `lookback_minutes: 0` an
+incremental run re-emits only the rows stamped in the bookmark's second.
 
 Rows come `ORDER BY <key> ASC, Id ASC`, so the bookmark after any record is a safe restart
 point (`is_sorted`); the SDK's own sort check is off because the look-back overlap re-reads
 rows older than the stored bookmark by design, and an equivalent check runs on the rows
-actually returned. `queryAll` (and the `queryAll` Bulk operation) include deleted rows, which
-are emitted with `IsDeleted = true` so the target can clear what they fed.
+actually returned. While the overlap is read the stored bookmark may step back by up to
+the look-back; a run interrupted there re-reads at most one more window next time, and a
+completed run always ends on the newest stamp. `queryAll` (and the `queryAll` Bulk
+operation) include deleted rows, which are emitted with `IsDeleted = true` so the target
+can clear what they fed.
 """
 
 from __future__ import annotations

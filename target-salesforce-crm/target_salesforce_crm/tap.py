@@ -106,6 +106,12 @@ class TapSalesforceCRM(Tap):
 
     def discover_streams(self) -> list[Stream]:
         """Streams from the input catalog when given (no describe), else from describe."""
+        lookback = self.config.get("lookback_minutes")
+        if lookback is not None and int(lookback) < 0:
+            raise ConfigValidationError(
+                f"lookback_minutes: {lookback} would start after the bookmark and skip rows; "
+                "use 0 or more."
+            )
         catalog = self.input_catalog
         streams: list[Stream] = []
         for spec in self.stream_specs():

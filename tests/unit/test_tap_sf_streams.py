@@ -338,3 +338,9 @@ def test_connection_test_reads_at_most_two_rows_per_stream(org: rm.Mocker) -> No
     statements = queries(org)
     assert len(statements) == 4
     assert all(s.endswith(" LIMIT 2") for s in statements)
+
+
+def test_negative_lookback_is_refused_before_any_call(org: rm.Mocker) -> None:
+    with pytest.raises(Exception, match="lookback_minutes: -5 would start after the bookmark"):
+        _ = TapSalesforceCRM(config=config(lookback_minutes=-5)).streams
+    assert org.request_history == []
