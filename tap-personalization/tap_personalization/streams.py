@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import requests
 from singer_sdk.streams import Stream
 
-from tap_personalization.client import PersonalizationStream
+from tap_personalization.client import PersonalizationRequestError, PersonalizationStream
 from tap_personalization.schemas import (
     ACCOUNT_FIELDS,
     ACCOUNTS_SCHEMA,
@@ -236,6 +236,17 @@ class SegmentMembersStream(_CompleteRunStream):
         params = super().get_url_params(context, next_page_token)
         params["filter"] = (context or {})["segment_id"]
         return params
+
+    def validate_response(self, response: requests.Response) -> None:
+        try:
+            super().validate_response(response)
+        except PersonalizationRequestError as exc:
+            # The API answers 400 for a filter that names no segment: point at the setting.
+            msg = (
+                f"{exc} Check setting segments: is '{self._segment['id']}' a segment id of "
+                f"dataset '{self.dataset}'?"
+            )
+            raise PersonalizationRequestError(msg) from exc
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         segment_id = self._segment["id"]

@@ -780,3 +780,16 @@ def test_attribute_items_with_unexpected_keys_stay_whole_in_extra() -> None:
     assert record["attributes"] == {}
     assert record["extra"] == {"attributes": odd}
     assert issues == {"attributes": 1}
+
+
+def test_unknown_segment_points_at_the_segments_setting(requests_mock: rm.Mocker) -> None:
+    message = {"error": "Bad Request", "message": "filter 'seg-gone' names no segment"}
+    requests_mock.get(USERS_URL, status_code=400, json=message)
+
+    with pytest.raises(PersonalizationRequestError) as caught:
+        run_tap(make_config(segments=[{"id": "seg-gone"}]), streams=["segment_members"])
+
+    assert "HTTP 400" in str(caught.value)
+    assert "names no segment" in str(caught.value)
+    assert "Check setting segments: is 'seg-gone' a segment id" in str(caught.value)
+    assert requests_mock.call_count == 1
