@@ -136,6 +136,10 @@ class SalesforceStore:
                     self._ensure_table(conn, self._catalog(conn).full(obj))
             self._last_ms = self._latest_stamp(conn)
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
     # connections -------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
