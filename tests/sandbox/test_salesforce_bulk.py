@@ -120,7 +120,7 @@ def test_update_lifecycle_async_states_and_results_in_request_order(
     assert states[first][-2:] == ["InProgress", "Completed"]
     assert (first_info["numberRecordsProcessed"], first_info["numberRecordsFailed"]) == (3, 1)
     assert [r["success"] for r in results] == [True, False, True]
-    assert [r["id"] for r in results] == ids
+    assert [r["id"] for r in results] == [ids[0], None, ids[2]]
     assert results[1]["errors"][0]["statusCode"] == "INVALID_EMAIL_ADDRESS"
     assert all(r["created"] is False for r in results)
     assert second_info["state"] == "Completed"

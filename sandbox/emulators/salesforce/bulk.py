@@ -98,24 +98,22 @@ def create_job() -> Response:
         describe = current().store.describe(sobject)
     except SoqlError as exc:
         raise BulkError("InvalidJob", f"Unable to find object: {sobject}") from exc
-    external_id = body.get("externalIdFieldName")
-    if operation == "upsert":
-        _check_external_id(describe, sobject, external_id)
-    else:
-        external_id = None
+    external_id = (_external_id_field(describe, sobject, body.get("externalIdFieldName"))
+                   if operation == "upsert" else None)
     info = current().jobs.create_job(operation, describe.get("name", sobject), external_id,
                                      _CONCURRENCY[mode],
                                      request.environ["salesforce.api_version"])
     return reply(info, 201)
 
 
-def _check_external_id(describe: dict[str, Any], sobject: str, field: Any) -> None:
+def _external_id_field(describe: dict[str, Any], sobject: str, field: Any) -> str:
+    """The upsert key as describe spells it; it must be an external id or idLookup field."""
     if not field:
         raise BulkError("InvalidJob", "External ID field name is required for upsert")
     for item in describe.get("fields", []):
         if item.get("name", "").lower() == str(field).lower():
             if item.get("externalId") or item.get("idLookup"):
-                return
+                return str(item["name"])
             break
     raise BulkError("InvalidJob", f"Field name provided, {field} is not an External ID or "
                                   f"indexed field for {sobject}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,22 +16,21 @@ from typing import Any
 
 from emulators import defaults
 from emulators.salesforce.apidb import ApiDatabase
+from emulators.salesforce.ids import BASE62, POD, suffix
 
 OPEN, CLOSED, ABORTED = "Open", "Closed", "Aborted"
 QUEUED, IN_PROGRESS, COMPLETED, FAILED, NOT_PROCESSED = (
     "Queued", "InProgress", "Completed", "Failed", "NotProcessed")
-_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
-_SUFFIX = string.ascii_uppercase + "012345"
 
 
 def new_id(prefix: str) -> str:
-    """An 18-character Salesforce id: prefix, pod, random serial, case-safe suffix."""
-    base = prefix + "5g0" + "".join(secrets.choice(_BASE62) for _ in range(9))
-    suffix = ""
-    for start in range(0, 15, 5):
-        bits = sum(1 << i for i, ch in enumerate(base[start:start + 5]) if ch.isupper())
-        suffix += _SUFFIX[bits]
-    return base + suffix
+    """An 18-character Salesforce id: prefix, pod, random serial, case-safe suffix.
+
+    Random rather than counted, so ids stay unique across server restarts without a
+    sequence table.
+    """
+    base = prefix + POD + "".join(secrets.choice(BASE62) for _ in range(10))
+    return base + suffix(base)
 
 
 def timestamp() -> str:
