@@ -7,6 +7,8 @@ in the outcome files flushed) before it returns; nothing is carried into the nex
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import logging
 import time
 from collections import Counter
@@ -93,6 +95,32 @@ class _Verdicts:
     unmatched: dict[str, set[int]] = field(default_factory=dict)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent >= 0:
+            return int(value)
+        return float(value)
+    if isinstance(value, dict):
+        return {name: _plain(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def plain_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Undo the SDK's parsing so the mapping sees JSON values, as the tap emitted them.
+
+    singer-sdk reads JSON numbers as `Decimal` and turns top-level date/date-time strings
+    into Python objects; the mapping file's conversions (`number`, `round`, `iso_datetime`)
+    work on plain JSON numbers and ISO text.
+    """
+    plain: dict[str, Any] = {}
+    for name, value in record.items():
+        plain[name] = value.isoformat() if isinstance(value, dt.date) else _plain(value)
+    return plain
+
+
 class IgnoredSink(BatchSink):
     """A stream the mapping does not name: counted and reported, never sent anywhere."""
 
@@ -132,7 +160,7 @@ class MappedSink(BatchSink):
         validator = self._validator
         problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
         pending: list[_Pending] = context.setdefault("records", [])
-        pending.append(_Pending(len(pending), record, problem))
+        pending.append(_Pending(len(pending), plain_record(record), problem))
         self.run.report.stream(self.stream_name).records += 1
 
     def process_batch(self, context: dict) -> None:

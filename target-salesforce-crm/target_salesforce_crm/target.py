@@ -143,7 +143,7 @@ class TargetSalesforceCRM(Target):
         """The Salesforce session; a seam for tests and for a future dry-run mode."""
         from target_salesforce_crm.client import SalesforceClient
 
-        return SalesforceClient(dict(self.config), logger=self.logger)
+        return SalesforceClient(dict(self.config), logger=self.logger, plugin_name=self.name)
 
     def create_bulk(self, client: Any) -> Any:
         from target_salesforce_crm.bulk import BulkClient
