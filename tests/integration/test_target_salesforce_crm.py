@@ -350,8 +350,8 @@ def test_upsert_twice_creates_no_duplicates(sf: Any, tmp_path: Path) -> None:
 
     run(config(sf, tmp_path, UPSERT_MAPPING), singer("users", USER_SCHEMA, users))
 
-    first = {r["Personalization_User_Id__c"]: r for r in records(
-        sf, "Contact", "Id,LastName,Personalization_User_Id__c,Personalization_Engagement_Score__c")}
+    fields = "Id,LastName,Personalization_User_Id__c,Personalization_Engagement_Score__c"
+    first = {r["Personalization_User_Id__c"]: r for r in records(sf, "Contact", fields)}
     assert set(first) == {"u-000001", "u-000002", "u-000003"}
     assert first["u-000001"]["Id"] == existing[0]
     assert first["u-000003"]["LastName"] == "[not provided]"
@@ -421,7 +421,9 @@ objects:
     fields:
       Personalization_User_Id__c: {source: accountId}
       Personalization_Engagement_Score__c: {source: engagementScore, convert: [number]}
-      Personalization_Tier__c: {source: attributes.plan, convert: [{value_map: {gold: Gold}, default: keep}]}
+      Personalization_Tier__c:
+        source: attributes.plan
+        convert: [{value_map: {gold: Gold}, default: keep}]
       Title: {source: attributes.title}
 """
 
