@@ -95,7 +95,7 @@ class TapSalesforceCRM(Tap):
             "extra_fields", th.ObjectType(additional_properties=th.ArrayType(th.StringType)),
             description="More CRM fields per stream beyond the mapping, e.g. "
                         '{"contacts": ["Phone", "Account.Name"]}; a relationship field '
-                        "becomes a property without the dot (AccountName).",
+                        "becomes a nested object property (Account: {Name}).",
         ),
     ).to_dict()
 
