@@ -3,6 +3,7 @@
     sandbox start            both servers in the background (TLS, data in .sandbox/)
     sandbox seed --users N   deterministic demo data in both systems
     sandbox status           URLs, record counts and API-call ledgers
+    sandbox summary          what the syncs changed in each system, and the latest run reports
     sandbox stop             stop both servers
     sandbox serve NAME       one server in the foreground (what `start` runs)
 """
@@ -116,6 +117,51 @@ def status(data_dir: Path) -> dict[str, Any]:
     return report
 
 
+def _admin(runtime: dict[str, Any], name: str, path: str, **params: str) -> Any:
+    answer = requests.get(f"{runtime[name]['url']}/__admin/{path}", params=params,
+                          verify=runtime["ca_bundle"], timeout=60)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def _calls(ledger: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(ledger["by_kind"].items()))
+    return f"{ledger['total']} ({kinds})" if kinds else "0"
+
+
+def summary(data_dir: Path, reports: Path) -> str:
+    """What the forward and reverse syncs left in each system, for people watching a demo."""
+    runtime = _runtime(data_dir)
+    lines = [f"Salesforce CRM ({runtime['salesforce']['url']})"]
+    counts = _admin(runtime, "salesforce", "status")["counts"]
+    for sobject in ("Contact", "Lead", "Account"):
+        carried = _admin(runtime, "salesforce", f"records/{sobject}", fields="Id",
+                         where="Personalization_Last_Activity__c != null")
+        lines.append(f"  {sobject:<8} {counts.get(sobject, 0):>7} records, {len(carried)} "
+                     "carry Personalization engagement data")
+    lines.append(f"  API calls: {_calls(_admin(runtime, 'salesforce', 'ledger', limit='0'))}")
+
+    lines.append(f"Personalization ({runtime['personalization']['url']})")
+    for entity in ("users", "accounts"):
+        rows = _admin(runtime, "personalization", entity)
+        carried = [row for row in rows
+                   if any(name.startswith("crm") for name in row.get("attributes") or {})]
+        lines.append(f"  {entity:<8} {len(rows):>7}, {len(carried)} carry CRM attributes")
+    for segment in _admin(runtime, "personalization", "segments"):
+        lines.append(f"  segment {segment['name']} ({segment['id']}): "
+                     f"{segment['members']} members")
+    feeds = _admin(runtime, "personalization", "feeds")["feeds"]
+    lines.append(f"  feed files processed: {len(feeds)}")
+    lines.append(f"  API calls: {_calls(_admin(runtime, 'personalization', 'ledger', limit='0'))}")
+
+    latest = {}
+    for report in sorted(reports.glob("**/*.md"), key=lambda path: path.stat().st_mtime):
+        latest[report.parent] = report
+    for report in latest.values():
+        lines += ["", report.read_text().rstrip()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sandbox", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
                            default=defaults.PERSONALIZATION_PORT)
     commands.add_parser("stop", help="stop both servers")
     commands.add_parser("status", help="URLs, record counts and API-call ledgers as JSON")
+    summary_cmd = commands.add_parser("summary", help="what the syncs changed, and run reports")
+    summary_cmd.add_argument("--reports", type=Path, default=Path("output"),
+                             help="folder holding the plugins' Markdown run reports")
     seed_cmd = commands.add_parser("seed", help="replace all data with deterministic demo data")
     seed_cmd.add_argument("--users", type=int, default=200)
     seed_cmd.add_argument("--seed", type=int, default=42)
@@ -144,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         stop(data_dir)
     elif args.command == "status":
         print(json.dumps(status(data_dir), indent=2))
+    elif args.command == "summary":
+        print(summary(data_dir, args.reports))
     elif args.command == "seed":
         from emulators.demo_data import generate
 
