@@ -230,20 +230,30 @@ _MEMBERSHIP = th.ArrayType(
         additional_properties=True,
     )
 )
-_ATTRIBUTES = th.Property(
-    "attributes",
-    th.ObjectType(additional_properties=True),
-    description="Custom attributes as a name → value map, whatever shape the API sent.",
+
+
+def _open_object(name: str, description: str) -> th.Property:
+    """An object of any keys, declared without `properties`.
+
+    Without `properties`, singer-sdk's schema flattening turns it into one JSON string
+    column instead of record keys its flattened schema does not declare.
+    """
+    return th.Property(
+        name,
+        th.CustomType({"type": ["object", "null"], "additionalProperties": True}),
+        description=description,
+    )
+
+
+_ATTRIBUTES = _open_object(
+    "attributes", "Custom attributes as a name → value map, whatever shape the API sent."
 )
-_ATTRIBUTES_UPDATED = th.Property(
+_ATTRIBUTES_UPDATED = _open_object(
     "attributesUpdated",
-    th.ObjectType(additional_properties=True),
-    description="Attribute name → last update (UTC), when the API sent list-shaped attributes.",
+    "Attribute name → last update (UTC), when the API sent list-shaped attributes.",
 )
-_EXTRA = th.Property(
-    "extra",
-    th.ObjectType(additional_properties=True),
-    description="Keys this tap does not know, and values that did not fit their type, as sent.",
+_EXTRA = _open_object(
+    "extra", "Keys this tap does not know, and values that did not fit their type, as sent."
 )
 
 USERS_SCHEMA = th.PropertiesList(
@@ -253,23 +263,14 @@ USERS_SCHEMA = th.PropertiesList(
     th.Property("accountId", th.StringType, description="Id of the user's account."),
     th.Property("accountName", th.StringType),
     th.Property("engagementScore", th.NumberType),
-    th.Property(
+    _open_object(
         "engagement",
-        th.ObjectType(
-            th.Property("score", th.NumberType),
-            th.Property("date", th.DateTimeType),
-            additional_properties=True,
-        ),
-        description="Engagement summary, when the API sends one.",
+        "Engagement summary {score, date (UTC)}, when the API sends one (single-user look-up).",
     ),
     th.Property("firstActivity", th.DateTimeType, description="First activity (UTC)."),
     th.Property("lastActivity", th.DateTimeType, description="Last activity (UTC)."),
     th.Property("segmentMembership", _MEMBERSHIP, description="Segments the user is in."),
-    th.Property(
-        "geo",
-        th.ObjectType(additional_properties=True),
-        description="Geo location, when include_geo is on.",
-    ),
+    _open_object("geo", "Geo location, when include_geo is on."),
     _ATTRIBUTES,
     _ATTRIBUTES_UPDATED,
     _EXTRA,

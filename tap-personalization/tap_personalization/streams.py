@@ -37,6 +37,8 @@ from tap_personalization.schemas import (
 LAST_COMPLETE_RUN = "last_complete_run"
 RECORD_COUNT = "record_count"
 DEFAULT_LOOKBACK_DAYS = 2
+#: Rows without id logged one by one (with their page) before only the total is.
+LOGGED_ROWS_WITHOUT_ID = 5
 
 
 def parse_moment(value: str) -> datetime:
@@ -75,6 +77,8 @@ class _CompleteRunStream(PersonalizationStream):
             record = normalize_row(row, self.fields, self._issues)
             if record["id"] is None:
                 self._without_id += 1
+                if self._without_id > LOGGED_ROWS_WITHOUT_ID:
+                    continue  # counted; the total is logged at the end
                 self.logger.warning(
                     "%s: row without id on %s left out (keys: %s)",
                     self.name,

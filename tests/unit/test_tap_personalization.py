@@ -793,3 +793,27 @@ def test_unknown_segment_points_at_the_segments_setting(requests_mock: rm.Mocker
     assert "names no segment" in str(caught.value)
     assert "Check setting segments: is 'seg-gone' a segment id" in str(caught.value)
     assert requests_mock.call_count == 1
+
+
+def test_stream_maps_and_flattening_keep_schema_and_records_in_step(
+    requests_mock: rm.Mocker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeApi(requests_mock, users=[user(1)])
+    config = make_config(
+        stream_maps={"users": {"emailAddress": "md5(emailAddress)"}},
+        flattening_enabled=True,
+        flattening_max_depth=1,
+    )
+    tap = TapPersonalization(config=config)
+    for name, stream in tap.streams.items():
+        stream.selected = name == "users"
+
+    tap.sync_all()
+
+    messages = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (schema,) = [m["schema"] for m in messages if m["type"] == "SCHEMA"]
+    (record,) = [m["record"] for m in messages if m["type"] == "RECORD"]
+    assert set(record) <= set(schema["properties"])
+    assert record["emailAddress"] != "User1@Example.com"
+    assert json.loads(record["attributes"]) == {"plan": "gold", "visits30d": 1}
+    assert json.loads(record["segmentMembership"])[0]["id"] == "seg-vip"
