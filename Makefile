@@ -34,6 +34,7 @@ PACKAGE_FILES := requirements-dev.txt $(wildcard */pyproject.toml)
 help:
 	@echo "make demo   - install, start the sandboxes, run both sync directions, print what changed"
 	@echo "make test   - install and run the whole test suite (unit, sandbox, integration, e2e)"
+	@echo "make bench  - benchmarks (BENCH_ARGS='--size 10k,100k'), results in bench/"
 	@echo "make lint   - ruff"
 	@echo "make sandbox-start / sandbox-stop - the local API emulators, by hand"
 
@@ -59,6 +60,9 @@ demo: .meltano/.installed
 
 test: .meltano/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: .meltano/.installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
