@@ -658,3 +658,81 @@ def test_a_csv_like_stream_feeds_contacts_and_other_streams_are_ignored(
     assert report["ignored_records"] == 2
     assert "Ignored streams (not in the mapping): orders." in (
         tmp_path / "out" / "report.md").read_text()
+
+
+# -- nothing lost: odd records, duplicates, several matches -----------------------------------
+
+
+def test_malformed_and_keyless_records_are_rejected_by_name(sf: Any, tmp_path: Path) -> None:
+    seed(sf, "Contact", [{"LastName": "C", "Email": f"c{n}@example.com"} for n in range(2)])
+    users = [user(0, "c0@example.com"), user(1, "c1@example.com", engagementScore="high"),
+             {"emailAddress": "c0@example.com", "engagementScore": 0.5}]
+    schema = {**USER_SCHEMA, "properties": {**USER_SCHEMA["properties"],
+                                            "id": {"type": ["string", "null"]}}}
+    messages = singer("users", schema, users)
+    messages[0]["key_properties"] = []
+
+    run(config(sf, tmp_path, fail_on_rejects=5), messages)
+
+    rejects = read_jsonl(tmp_path / "out" / "rejects.jsonl")
+    assert [(r["key"], r["code"], r["stage"]) for r in rejects] == [
+        ("u-000001", "INVALID_RECORD", "input"), ("#3", "MISSING_KEY", "input")]
+    assert "record u-000001 of stream 'users' does not match the stream's schema" in \
+        rejects[0]["message"]
+    assert "'high' is not of type 'number', 'null'" in rejects[0]["message"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["streams"]["users"]["invalid"] == 1
+    assert report["rejected_records"] == 2
+    assert report["objects"]["Contact"]["updated"] == 1
+
+
+DUPLICATES_MAPPING = """
+version: 1
+direction: personalization-to-crm
+objects:
+  Contact:
+    stream: users
+    key: id
+    ambiguity: %s
+    match:
+      - {field: Email, source: emailAddress, normalize: [email]}
+    fields:
+      Personalization_Engagement_Score__c: {source: engagementScore}
+"""
+
+
+def test_two_users_on_one_contact_are_merged_into_one_write(sf: Any, tmp_path: Path) -> None:
+    [contact_id] = seed(sf, "Contact", [{"LastName": "C", "Email": "shared@example.com"}])
+    users = [user(1, "shared@example.com", engagementScore=0.1),
+             user(2, "SHARED@example.com", engagementScore=0.2)]
+
+    run(config(sf, tmp_path, DUPLICATES_MAPPING % "reject"), singer("users", USER_SCHEMA, users))
+
+    assert records(sf, "Contact", "Id,Personalization_Engagement_Score__c") == [
+        {"Id": contact_id, "Personalization_Engagement_Score__c": 0.2}]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["objects"]["Contact"]["updated"], report["objects"]["Contact"]["rejected"]) \
+        == (2, 0)
+
+
+@pytest.mark.parametrize(("policy", "written"), [("update_all", [0.7, 0.7]),
+                                                  ("most_recent", [None, 0.7]),
+                                                  ("reject", [None, None])])
+def test_ambiguity_policy_on_duplicate_contacts(
+        sf: Any, tmp_path: Path, policy: str, written: list[float | None]) -> None:
+    seed(sf, "Contact", [
+        {"LastName": "Old", "Email": "twin@example.com",
+         "LastModifiedDate": "2024-01-01T00:00:00.000+0000"},
+        {"LastName": "New", "Email": "twin@example.com",
+         "LastModifiedDate": "2025-01-01T00:00:00.000+0000"},
+    ])
+
+    run(config(sf, tmp_path, DUPLICATES_MAPPING % policy, fail_on_rejects=1),
+        singer("users", USER_SCHEMA, [user(1, "twin@example.com", engagementScore=0.7)]))
+
+    stored = {r["LastName"]: r["Personalization_Engagement_Score__c"]
+              for r in records(sf, "Contact", "LastName,Personalization_Engagement_Score__c")}
+    assert [stored["Old"], stored["New"]] == written
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["objects"]["Contact"]["ambiguous"] == (1 if policy == "reject" else 0)
+    assert balanced(report)

@@ -1,0 +1,27 @@
+"""singer-sdk's standard target tests.
+
+Their streams are not in the forward mapping, so they exercise the Singer protocol handling
+(schema changes, key properties, state, odd names and values) and the ignored-stream path;
+no Salesforce call is made.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from singer_sdk.testing import get_target_test_class
+from target_salesforce_crm.target import TargetSalesforceCRM
+
+REPO = Path(__file__).resolve().parents[2]
+
+TestTargetSalesforceCRMStandard = get_target_test_class(
+    TargetSalesforceCRM,
+    config={
+        "mapping_file": str(REPO / "transforms" / "personalization-to-crm.yml"),
+        "output_dir": str(Path(tempfile.gettempdir()) / "target-salesforce-crm-standard-tests"),
+        "auth_url": "https://127.0.0.1:9",
+        "client_id": "standard-tests",
+        "client_secret": "never-used",
+    },
+)
