@@ -440,6 +440,13 @@ def test_converted_leads_cannot_be_updated(sf: SalesforceStore) -> None:
     assert error_of(upserted)[0] == "CANNOT_UPDATE_CONVERTED_LEAD"
 
 
+def test_converted_leads_stay_protected_when_is_converted_is_hidden(sf: SalesforceStore) -> None:
+    [converted] = sf.insert_raw("Lead", [{"LastName": "A", "Company": "C", "IsConverted": True}])
+    sf.set_field_access("Lead", "IsConverted", "hidden")
+    [result] = sf.apply("update", "Lead", [{"Id": converted, "Title": "x"}])
+    assert error_of(result)[0] == "CANNOT_UPDATE_CONVERTED_LEAD"
+
+
 def test_update_sets_modification_stamps_strictly_increasing(sf: SalesforceStore) -> None:
     ids = sf.insert_raw("Contact", [{"LastName": "A"}, {"LastName": "B"}])
     seeded = contact(sf, ids[0])["SystemModstamp"]

@@ -386,7 +386,7 @@ class SalesforceStore:
             if lock_row_rate > 0:
                 draw = (rng or random.Random()).random
                 locked = [draw() < lock_row_rate for _ in records]
-            lookup = _RowLookup(conn)
+            lookup = _RowLookup(conn, catalog)
             check = BatchCheck(catalog, obj, records, locked, lookup,
                                lambda count: self._reserve_ids(conn, full, count))
             plan = check.run(operation, external_id_field)
@@ -400,12 +400,13 @@ class SalesforceStore:
         inserts = [p for p in plan.writes if p.rowid is None]
         defaults = {item.name: _raw_value(item, item.default) for item in obj.fields
                     if item.default is not None}
-        names = sorted({name for p in inserts for name in p.changes} | set(defaults))
+        system = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+        names = sorted(({name for p in inserts for name in p.changes} | set(defaults))
+                       - set(system))
         by_name = {item.name: item for item in obj.fields}
         shadows = [name for name in names if by_name[name].shadowed]
         if inserts:
-            columns = ["Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp",
-                       *names, *(shadow_column(name) for name in shadows)]
+            columns = [*system, *names, *(shadow_column(name) for name in shadows)]
             rows = []
             for planned in inserts:
                 values = {**defaults, **planned.changes}
@@ -602,11 +603,14 @@ def _raw_value(item: FieldDef, value: Any) -> Any:
 class _RowLookup:
     """Reads for BatchCheck, on the connection holding the write transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, catalog: Catalog) -> None:
         self._conn = conn
+        self._catalog = catalog
 
     def _converted(self, obj: ObjectDef) -> str:
-        return 't."IsConverted"' if obj.field("IsConverted") else "0"
+        """Converted leads refuse changes even when the user cannot see IsConverted."""
+        full = self._catalog.full(obj.name)
+        return 't."IsConverted"' if full and full.field("IsConverted") else "0"
 
     def rows_by_id(self, obj: ObjectDef, ids: Sequence[str]) -> dict[str, StoredRow]:
         found = {}

@@ -23,8 +23,11 @@ FLS_HINT = ("Please check the security settings of this field and verify that it
             "read/write for your profile or permission set.")
 
 
-class InvalidBatchError(Exception):
-    """The whole batch is refused (Bulk 1.0 marks it Failed with this state message)."""
+class InvalidBatchError(ValueError):
+    """The whole batch is refused (Bulk 1.0 marks it Failed with this state message).
+
+    A ValueError, so callers that turn bad input into a 400 answer handle it too.
+    """
 
 
 class RecordError(Exception):
