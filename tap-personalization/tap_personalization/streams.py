@@ -94,7 +94,7 @@ class _CompleteRunStream(PersonalizationStream):
         exported = 0
         for record in self.request_records(context):
             exported += 1
-            if self.keep(record, state):
+            if self.keep(record):
                 yield record
         # Reached only when the export ran to its empty page: an aborted run leaves the
         # previous value, so the next run's lookback still covers the gap.
@@ -102,7 +102,7 @@ class _CompleteRunStream(PersonalizationStream):
         state[RECORD_COUNT] = exported
         self.report(context, exported)
 
-    def keep(self, record: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    def keep(self, record: Mapping[str, Any]) -> bool:
         """Whether to emit a record; every exported record by default."""
         return True
 
@@ -168,7 +168,7 @@ class _EntityExportStream(_CompleteRunStream):
             )
         yield from super().get_records(context)
 
-    def keep(self, record: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    def keep(self, record: Mapping[str, Any]) -> bool:
         last = record.get("lastActivity")
         if self._floor is None or last is None or parse_moment(last) >= self._floor:
             return True
