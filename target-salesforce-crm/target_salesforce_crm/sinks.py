@@ -318,11 +318,9 @@ class SyncRun:
         stats.lookup_calls += matcher.lookup_calls - calls_before
         verdicts.unmatched[om.sobject] = unmatched
         if updates:
-            self._apply(stats, om, self.writer.write(om.sobject, "update", updates))
+            self._write(stats, om, "update", updates)
         if creates:
-            self._apply(stats, om, self.writer.write(
-                om.sobject, "upsert", creates, external_id_field=om.write.external_id,
-            ))
+            self._write(stats, om, "upsert", creates)
         self.logger.info(
             "%s → %s: %d candidates, %d matched, %d unmatched, %d ambiguous, %d updated, "
             "%d created, %d rejected so far",
@@ -441,16 +439,35 @@ class SyncRun:
         ))
         return False
 
-    def _apply(self, stats: ObjectStats, om: Any, summary: WriteSummary) -> None:
-        """Fold write outcomes into per-record outcomes: one per input record."""
+    def _write(self, stats: ObjectStats, om: Any, operation: str, items: list[WriteItem]) -> None:
+        """Send, then fold write outcomes into exactly one outcome per input record."""
+        summary = self.writer.write(
+            om.sobject, "update" if operation == "update" else "upsert", items,
+            external_id_field=om.write.external_id if operation == "upsert" else None,
+        )
         stats.bulk_jobs += summary.jobs
         stats.bulk_batches += summary.batches
         stats.retried += summary.retried
+        verdict = self._verdicts_of(om, summary)
+        missing = {s.position for item in items for s in item.sources} - set(verdict)
+        if missing:  # the writer promises an outcome per item: never drop a record silently
+            raise RuntimeError(
+                f"{om.sobject} {operation}: {len(missing)} records came back without an "
+                "outcome; this is a bug, please report it with the run's log"
+            )
+        for status, code in verdict.values():
+            if status == "rejected":
+                stats.rejected[code or "UNKNOWN_ERROR"] += 1
+            elif status == "created":
+                stats.created += 1
+            else:
+                stats.updated += 1
+
+    def _verdicts_of(self, om: Any, summary: WriteSummary) -> dict[int, tuple[str, str | None]]:
+        """Per input record: rejected if any of its writes failed, else created or updated."""
         verdict: dict[int, tuple[str, str | None]] = {}
-        sources: dict[int, SourceRef] = {}
         for outcome in summary.outcomes:
             for source in outcome.item.sources:
-                sources[source.position] = source
                 if outcome.status == "rejected":
                     self.outcomes.reject(Reject(
                         source, om.sobject, outcome.code or "UNKNOWN_ERROR", outcome.message,
@@ -461,13 +478,7 @@ class SyncRun:
                         verdict[source.position] = ("rejected", outcome.code)
                 elif source.position not in verdict or verdict[source.position][0] == "updated":
                     verdict[source.position] = (outcome.status, None)
-        for status, code in verdict.values():
-            if status == "rejected":
-                stats.rejected[code or "UNKNOWN_ERROR"] += 1
-            elif status == "created":
-                stats.created += 1
-            else:
-                stats.updated += 1
+        return verdict
 
     def _reject(self, stats: ObjectStats, reject: Reject) -> None:
         stats.rejected[reject.code] += 1

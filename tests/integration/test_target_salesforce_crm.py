@@ -736,3 +736,19 @@ def test_ambiguity_policy_on_duplicate_contacts(
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["objects"]["Contact"]["ambiguous"] == (1 if policy == "reject" else 0)
     assert balanced(report)
+
+
+def test_http_503_and_dropped_connections_do_not_lose_records(sf: Any, tmp_path: Path) -> None:
+    seed(sf, "Contact", [{"LastName": "C", "Email": f"c{n}@example.com"} for n in range(500)])
+    users = [user(n, f"c{n}@example.com") for n in range(500)]
+    sf.faults(http_503_rate=0.2, drop_rate=0.05, seed=3)
+
+    run(config(sf, tmp_path, bulk_batch_size=100, lookup_batch_size=100, max_retries=8),
+        singer("users", USER_SCHEMA, users))
+
+    sf.faults()
+    stored = records(sf, "Contact", "Personalization_Engagement_Score__c")
+    assert all(r["Personalization_Engagement_Score__c"] is not None for r in stored)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["objects"]["Contact"]["updated"] == 500
+    assert report["status"] == "succeeded"
