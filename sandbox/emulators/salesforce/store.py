@@ -468,26 +468,32 @@ class SalesforceStore:
         fields = [item for item in obj.fields if item.name in given or item.name in defaults]
         names = [item.name for item in fields]
         shadows = [item.name for item in fields if item.shadowed]
-        id_keys = [key for key, item in mapping.items() if item.name == "Id"]
-        missing_ids = sum(1 for record in chunk if not any(record.get(k) for k in id_keys))
-        new_ids = iter(self._reserve_ids(conn, obj, missing_ids))
+        position = {name: index for index, name in enumerate(names)}
+        slots = {key: (position[name], convert) for key, (name, convert) in targets.items()}
+        shadow_slots = [position[name] for name in shadows]
+        id_slot = position["Id"]
+        template = [defaults.get(name) for name in names]
+        missing_ids = 0
         rows = []
-        ids = []
         for record in chunk:
-            values = defaults.copy()
+            row = template.copy()
             for key, value in record.items():
-                target = targets.get(key)
-                if target is not None:
-                    name, convert = target
-                    values[name] = convert(value) if convert and value is not None else value
-            if not values["Id"]:
-                values["Id"] = next(new_ids)
-            ids.append(values["Id"])
-            row = [values.get(name) for name in names]
-            for name in shadows:
-                value = values.get(name)
+                slot = slots.get(key)
+                if slot is not None:
+                    index, convert = slot
+                    row[index] = convert(value) if convert and value is not None else value
+            if not row[id_slot]:
+                missing_ids += 1
+            for index in shadow_slots:
+                value = row[index]
                 row.append(value.casefold() if isinstance(value, str) else value)
             rows.append(row)
+        new_ids = iter(self._reserve_ids(conn, obj, missing_ids))
+        ids = []
+        for row in rows:
+            if not row[id_slot]:
+                row[id_slot] = next(new_ids)
+            ids.append(row[id_slot])
         columns = [*names, *(shadow_column(name) for name in shadows)]
         statement = sql("INSERT INTO", quote_ident(obj.name), "(",
                         ", ".join(quote_ident(name) for name in columns), ") VALUES (",
