@@ -119,7 +119,8 @@ def merge_items(items: Sequence[WriteItem], key: Callable[[WriteItem], str | Non
 
 
 def _payload_size(payload: Mapping[str, Any]) -> int:
-    return len(json.dumps(payload, ensure_ascii=False).encode("utf-8")) + 1
+    """Bytes the record takes in the batch body, serialised as `bulk.add_batch` does it."""
+    return len(json.dumps(payload, separators=(",", ":"), default=str).encode()) + 1
 
 
 class BulkWriter:

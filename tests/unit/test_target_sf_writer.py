@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,10 +110,12 @@ def test_batches_stay_under_the_byte_limit() -> None:
     bulk = FakeBulk()
 
     writer(bulk, max_batch_bytes=50_000).write("Contact", "update",
-                                               items(300, Note__c="x" * 400))
+                                               items(300, Note__c="ë" * 100 + "x" * 300))
 
-    assert len(bulk.batches) > 2
-    assert all(len(str(b)) < 60_000 for b in bulk.batches.values())
+    sizes = [len(json.dumps(b, separators=(",", ":")).encode()) for b in bulk.batches.values()]
+    assert len(sizes) > 2
+    assert max(sizes) <= 50_000
+    assert max(sizes) > 40_000
     assert sum(len(b) for b in bulk.batches.values()) == 300
 
 
