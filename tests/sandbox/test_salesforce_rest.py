@@ -262,3 +262,18 @@ def test_bad_fault_settings_are_named(salesforce_sandbox: Any) -> None:
                            timeout=30)
     assert answer.status_code == 400
     assert "http_503_rate" in answer.json()["error"]
+
+
+def test_parent_relationships_carry_their_own_attributes(salesforce_sandbox: Any,
+                                                         token: str) -> None:
+    account_id = salesforce_sandbox.admin("POST", "records/Account", json=[{"Name": "Acme"}])[0]
+    salesforce_sandbox.admin("POST", "records/Contact", json=[
+        {"LastName": "Doe", "AccountId": account_id}, {"LastName": "Loner"}])
+
+    answer = call(salesforce_sandbox, token, "GET", f"{API}/query/",
+                  params={"q": "SELECT LastName, Account.Name FROM Contact ORDER BY LastName"})
+
+    doe, loner = answer.json()["records"]
+    assert doe["Account"]["attributes"]["type"] == "Account"
+    assert doe["Account"]["Name"] == "Acme"
+    assert loner["Account"] is None

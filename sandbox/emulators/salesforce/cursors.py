@@ -26,9 +26,14 @@ _ALPHANUMERIC = string.ascii_letters + string.digits
 class Cursor(Protocol):
     """What the data store's `query()` returns."""
 
-    sobject: str
-    total_size: int
-    done: bool
+    @property
+    def sobject(self) -> str: ...
+
+    @property
+    def total_size(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
 
     def fetch(self, n: int) -> list[dict[str, Any]]: ...
 
