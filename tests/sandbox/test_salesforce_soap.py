@@ -199,3 +199,25 @@ def test_hostile_or_broken_envelopes_are_client_faults(salesforce_sandbox: Any, 
     for body in (entity_bomb, not_xml, other_operation):
         faultcode, _ = fault_of(soap(salesforce_sandbox, body))
         assert faultcode == "soapenv:Client"
+
+
+def test_statement_length_limit_is_100000_characters(salesforce_sandbox: Any, token: str
+                                                     ) -> None:
+    def soql_of_length(length: int) -> str:
+        head = "SELECT Id FROM Contact WHERE Email IN "
+        emails, size = [], len(head) + 2
+        while size + 53 <= length:
+            emails.append(f"someone.with.a.long.name{len(emails):05d}@example-company.com")
+            size += len(emails[-1]) + 3
+        soql = head + in_list(emails)
+        return soql[:-1] + " " * (length - len(soql)) + ")"
+
+    near_limit, over_limit = soql_of_length(100_000), soql_of_length(100_001)
+    assert (len(near_limit), len(over_limit)) == (100_000, 100_001)
+
+    result = result_of(query(salesforce_sandbox, token, near_limit))
+    faultcode, faultstring = fault_of(query(salesforce_sandbox, token, over_limit))
+
+    assert result.findtext("p:size", namespaces=NS) == "0"
+    assert faultcode == "sf:MALFORMED_QUERY"
+    assert "100,000" in faultstring
