@@ -176,7 +176,7 @@ class _Scanner:
         self.pos = end
         if len(text) >= 10 and text[4] == "-" and text[:4].isdigit():
             return self._temporal(text, start)
-        digits = text.lstrip("+-")
+        digits = text[1:] if text[0] in "+-" else text
         whole, _, fraction = digits.partition(".")
         if whole.isdigit() and (fraction.isdigit() or ("." not in digits)) and \
                 whole.isascii() and fraction.isascii():
