@@ -1,0 +1,174 @@
+"""Which Personalization user or account a CRM record means, decided before anything is sent.
+
+Feed files are applied by Personalization later and out of sight, and a file fails as a whole
+when over 10 % of its rows name nobody. So rows are only written for users and accounts that
+exist: the users and accounts exports are read once (on first need) into an on-disk SQLite
+index of identity values, which keeps memory flat for millions of users.
+
+Resolution follows the API's own identity rule, so both delivery modes decide alike: values
+compare exactly (case-sensitive); every identity value that finds a user must find the same
+single one; values that find nobody are then stored on that user (they become its links, e.g.
+the `sfcrmContactId` of a user so far known by e-mail). Links written in this run are learnt at
+once, so a later campaign member of the same contact finds its user.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tap_personalization.changes import (
+    AMBIGUOUS_IDENTITY,
+    CONFLICTING_IDENTITY,
+    REJECTED,
+    UNKNOWN_IDENTITY,
+    UNMATCHED,
+    Refusal,
+)
+
+#: `export_page(export, page=, page_size=)` of `PersonalizationClient`.
+PageReader = Callable[..., list[Any]]
+INSERT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A user id with the identity values to store on it, or why there is none."""
+
+    user_id: str | None
+    links: tuple[tuple[str, str], ...] = ()
+    outcome: str | None = None
+    reason: str | None = None
+    message: str = ""
+
+    def refusal(self, stream: str, sobject: str, key: str, details: dict[str, Any]) -> Refusal:
+        """The report line of a record this resolution found no user for."""
+        return Refusal(stream, sobject, key, self.outcome or UNMATCHED,
+                       self.reason or UNKNOWN_IDENTITY, self.message, details)
+
+
+def export_rows(read_page: PageReader, export: str, page_size: int) -> Iterator[dict[str, Any]]:
+    """Every row of an export, page by page from 0 until the first empty page."""
+    page = 0
+    while True:
+        rows = read_page(export, page=page, page_size=page_size)
+        if not rows:
+            return
+        yield from (row for row in rows if isinstance(row, dict))
+        page += 1
+
+
+def identity_values(
+    user: Mapping[str, Any], attributes: Iterable[str]
+) -> Iterator[tuple[str, str]]:
+    """(attribute, value) of a user export row; attributes come as a map or as a list."""
+    raw = user.get("attributes")
+    if isinstance(raw, list):
+        stored = {item.get("name"): item.get("value") for item in raw if isinstance(item, dict)}
+    elif isinstance(raw, Mapping):
+        stored = dict(raw)
+    else:
+        stored = {}
+    for attribute in attributes:
+        value = stored.get(attribute)
+        if value is None and attribute == "emailAddress":
+            value = user.get("emailAddress")
+        if value is not None and value != "":
+            yield attribute, str(value)
+
+
+class IdentityIndex:
+    """Identity values of the dataset's users and the ids of its accounts, on disk."""
+
+    def __init__(self, directory: Path, identity_attributes: tuple[str, ...]) -> None:
+        self.identity_attributes = identity_attributes
+        self._db = sqlite3.connect(directory / "identities.sqlite3")
+        self._db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+            "CREATE TABLE identities (attribute TEXT, value TEXT, user_id TEXT);"
+            "CREATE TABLE accounts (id TEXT PRIMARY KEY);"
+        )
+        self.users_loaded = False
+        self.accounts_loaded = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load_users(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Index the users export; returns how many users it held."""
+        count = 0
+        chunk: list[tuple[str, str, str]] = []
+        for row in rows:
+            user_id = row.get("id")
+            if not user_id:
+                continue
+            count += 1
+            chunk.extend((attribute, value, str(user_id))
+                         for attribute, value in identity_values(row, self.identity_attributes))
+            if len(chunk) >= INSERT_CHUNK:
+                self._db.executemany("INSERT INTO identities VALUES (?, ?, ?)", chunk)
+                chunk.clear()
+        self._db.executemany("INSERT INTO identities VALUES (?, ?, ?)", chunk)
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_value ON identities (attribute, value)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_user ON identities (user_id, attribute)")
+        self._db.commit()
+        self.users_loaded = True
+        return count
+
+    def load_accounts(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Index the accounts export; returns how many accounts it held."""
+        count = 0
+        chunk: list[tuple[str]] = []
+        for row in rows:
+            if row.get("id"):
+                count += 1
+                chunk.append((str(row["id"]),))
+            if len(chunk) >= INSERT_CHUNK:
+                self._db.executemany("INSERT OR IGNORE INTO accounts VALUES (?)", chunk)
+                chunk.clear()
+        self._db.executemany("INSERT OR IGNORE INTO accounts VALUES (?)", chunk)
+        self._db.commit()
+        self.accounts_loaded = True
+        return count
+
+    def account_exists(self, account_id: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,))
+        return found.fetchone() is not None
+
+    def resolve(self, identities: Iterable[tuple[str, str]]) -> Resolution:
+        """The one user the identities find, per the API's rule (see the module docstring)."""
+        found: dict[str, str] = {}
+        missing: list[tuple[str, str]] = []
+        pairs = list(identities)
+        for attribute, value in pairs:
+            users = [row[0] for row in self._db.execute(
+                "SELECT DISTINCT user_id FROM identities WHERE attribute = ? AND value = ? "
+                "LIMIT 2", (attribute, value))]
+            if len(users) > 1:
+                return Resolution(None, outcome=REJECTED, reason=AMBIGUOUS_IDENTITY,
+                                  message=f"{attribute} {value!r} belongs to several users "
+                                          f"({', '.join(users)}); merge them in Personalization")
+            if users:
+                found[attribute] = users[0]
+            else:
+                missing.append((attribute, value))
+        if not found:
+            given = ", ".join(f"{attribute}={value!r}" for attribute, value in pairs)
+            return Resolution(None, outcome=UNMATCHED, reason=UNKNOWN_IDENTITY,
+                              message=f"no Personalization user has {given}")
+        if len(set(found.values())) > 1:
+            which = ", ".join(f"{attribute} -> {user}" for attribute, user in found.items())
+            return Resolution(None, outcome=REJECTED, reason=CONFLICTING_IDENTITY,
+                              message=f"the identity values point to different users ({which})")
+        return Resolution(next(iter(found.values())), links=tuple(missing))
+
+    def learn(self, user_id: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record identity values stored on a user in this run (one value per attribute)."""
+        for attribute, value in pairs:
+            self._db.execute("DELETE FROM identities WHERE user_id = ? AND attribute = ?",
+                             (user_id, attribute))
+            self._db.execute("INSERT INTO identities VALUES (?, ?, ?)",
+                             (attribute, value, user_id))

@@ -1,0 +1,224 @@
+"""The run summary and the rejects file: where every input record ended up.
+
+Per mapped object the counts must add up (`received` = written + segment changes + skipped +
+unmatched + rejected): that is the nothing-lost invariant, checked before the summary is
+written. The summary goes to one structured log line, `report.json`, `report.md` and, in CI,
+`$GITHUB_STEP_SUMMARY`. Records that could not be applied go to `rejects.jsonl`, one JSON
+line each (`outcome` unmatched or rejected, a stable `reason` code and a message), streamed
+to disk so a run of millions stays flat in memory. A successful run's log lines avoid the
+words Meltano's `config test` treats as failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tap_personalization.changes import UNMATCHED, Refusal
+from tap_personalization.client import PersonalizationError
+
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+REJECTS_FILE = "rejects.jsonl"
+
+
+class RejectThresholdError(PersonalizationError):
+    """More records were rejected than `fail_on_rejects` allows (every outcome is written)."""
+
+
+def reject_allowance(fail_on_rejects: float, input_records: int) -> float:
+    """`fail_on_rejects` below 1 is a share of the input, from 1 on a count."""
+    return fail_on_rejects * input_records if fail_on_rejects < 1 else fail_on_rejects
+
+
+@dataclass
+class ObjectStats:
+    """Outcomes of one mapped object (Contact, Lead, Account) or of segment membership."""
+
+    target: str
+    received: int = 0
+    written: int = 0
+    segment_adds: int = 0
+    segment_removes: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    unmatched: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    clears_not_applied: int = 0
+
+    @property
+    def accounted(self) -> int:
+        return (self.written + self.segment_adds + self.segment_removes
+                + sum(self.skipped.values()) + sum(self.unmatched.values())
+                + sum(self.rejected.values()))
+
+    @property
+    def balanced(self) -> bool:
+        return self.accounted == self.received
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "received": self.received,
+            "written": self.written,
+            "segment_adds": self.segment_adds,
+            "segment_removes": self.segment_removes,
+            "skipped": dict(sorted(self.skipped.items())),
+            "unmatched": dict(sorted(self.unmatched.items())),
+            "rejected": dict(sorted(self.rejected.items())),
+            "clears_not_applied": self.clears_not_applied,
+        }
+
+
+@dataclass
+class StreamStats:
+    records: int = 0
+    ignored: bool = False
+
+
+class RejectsFile:
+    """`rejects.jsonl`, created empty at the start of every run (an empty file is an answer)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / REJECTS_FILE
+        directory.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[str] = self.path.open("w", encoding="utf-8")
+        self.lines = 0
+
+    def write(self, refusal: Refusal) -> None:
+        line = {
+            "stream": refusal.stream,
+            "object": refusal.sobject,
+            "id": refusal.key,
+            "outcome": refusal.outcome,
+            "reason": refusal.reason,
+            "message": refusal.message,
+            **({"details": refusal.details} if refusal.details else {}),
+        }
+        self._handle.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        self.lines += 1
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+@dataclass
+class RunReport:
+    """Accumulates over the run; rendered once at the end (also when the run fails)."""
+
+    delivery: str
+    started_at: float = field(default_factory=time.monotonic)
+    streams: dict[str, StreamStats] = field(default_factory=dict)
+    objects: dict[str, ObjectStats] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    api_calls: Counter[str] = field(default_factory=Counter)
+    sftp_uploads: int = 0
+    status: str = "running"
+    failure: str | None = None
+
+    def stream(self, name: str) -> StreamStats:
+        return self.streams.setdefault(name, StreamStats())
+
+    def object(self, name: str, target: str) -> ObjectStats:
+        return self.objects.setdefault(name, ObjectStats(target))
+
+    def refuse(self, refusal: Refusal) -> None:
+        stats = self.objects[refusal.sobject]
+        counter = stats.unmatched if refusal.outcome == UNMATCHED else stats.rejected
+        counter[refusal.reason] += 1
+
+    @property
+    def input_records(self) -> int:
+        return sum(s.records for s in self.streams.values() if not s.ignored)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(sum(o.rejected.values()) for o in self.objects.values())
+
+    @property
+    def unbalanced(self) -> list[str]:
+        return [name for name, stats in self.objects.items() if not stats.balanced]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "failure": self.failure,
+            "delivery": self.delivery,
+            "elapsed_seconds": round(time.monotonic() - self.started_at, 3),
+            "input_records": self.input_records,
+            "ignored_records": sum(s.records for s in self.streams.values() if s.ignored),
+            "rejected_records": self.rejected_total,
+            "unmatched_records": sum(sum(o.unmatched.values()) for o in self.objects.values()),
+            "streams": {name: {"records": s.records, "ignored": s.ignored}
+                        for name, s in sorted(self.streams.items())},
+            "objects": {name: stats.as_json() for name, stats in self.objects.items()},
+            "files": list(self.files),
+            "api_calls": dict(sorted(self.api_calls.items())),
+            "api_calls_total": sum(self.api_calls.values()),
+            "sftp_uploads": self.sftp_uploads,
+        }
+
+    def log_line(self) -> str:
+        """One line of JSON: greppable in Meltano's log, parseable by log shippers."""
+        return "run summary " + json.dumps(self.as_json(), separators=(",", ":"))
+
+    def to_markdown(self) -> str:
+        data = self.as_json()
+        lines = [
+            "## target-personalization run",
+            "",
+            f"Status: **{self.status}**" + (f" — {self.failure}" if self.failure else "")
+            + f"; delivery `{self.delivery}`; {data['input_records']} input records"
+            + f" ({data['ignored_records']} in ignored streams); {data['elapsed_seconds']:.1f} s.",
+            "",
+            "| object | target | received | written | segment adds | segment removes "
+            "| skipped | unmatched | rejected |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, stats in self.objects.items():
+            lines.append(
+                f"| {name} | {stats.target} | {stats.received} | {stats.written} "
+                f"| {stats.segment_adds} | {stats.segment_removes} "
+                f"| {_counts(stats.skipped)} | {_counts(stats.unmatched)} "
+                f"| {_counts(stats.rejected)} |")
+        calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
+        lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
+        if self.sftp_uploads:
+            lines.append(f"SFTP uploads: {self.sftp_uploads}.")
+        if self.files:
+            lines += ["", "Feed files: " + ", ".join(f"`{name}`" for name in self.files) + "."]
+        not_cleared = sum(o.clears_not_applied for o in self.objects.values())
+        if not_cleared:
+            lines.append(f"Values to clear left as they are (feeds cannot clear): {not_cleared}.")
+        ignored = [name for name, s in sorted(self.streams.items()) if s.ignored]
+        if ignored:
+            lines.append("Ignored streams (not in the mapping): " + ", ".join(ignored) + ".")
+        return "\n".join(lines) + "\n"
+
+    def write(self, directory: Path) -> dict[str, Path]:
+        """Both reports, and the Markdown appended to the CI step summary when set."""
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path = directory / REPORT_JSON
+        markdown_path = directory / REPORT_MARKDOWN
+        json_path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        markdown = self.to_markdown()
+        markdown_path.write_text(markdown, encoding="utf-8")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with Path(summary).open("a", encoding="utf-8") as handle:
+                handle.write(markdown)
+        return {"json": json_path, "markdown": markdown_path}
+
+
+def _counts(counter: Counter[str]) -> str:
+    total = sum(counter.values())
+    if not total:
+        return "0"
+    return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) + ")"

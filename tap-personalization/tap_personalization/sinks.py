@@ -1,0 +1,70 @@
+"""The two sinks: a mapped stream goes record by record to the run, any other stream is counted.
+
+Both are record sinks: each record is decided and written (to a feed file on disk, or queued
+as an event) as it arrives, so nothing accumulates in memory. singer-sdk releases STATE only
+after a full drain, and the target runs a checkpoint right before it (see `sync`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.sinks import RecordSink
+from singer_sdk.sinks.core import JSONSchemaValidator
+
+if TYPE_CHECKING:
+    from tap_personalization.target import TargetPersonalization
+
+
+class RecordingValidator(JSONSchemaValidator):
+    """Schema validation that reports instead of stopping the run.
+
+    A record that breaks its stream's schema becomes a reject naming its Id; the sink picks
+    the problem up right after validation, which the SDK runs just before `process_record`.
+    """
+
+    problem: str | None = None
+
+    def validate(self, record: dict) -> None:
+        try:
+            super().validate(record)
+        except InvalidRecord as exc:
+            self.problem = exc.error_message
+
+    def take_problem(self) -> str | None:
+        problem, self.problem = self.problem, None
+        return problem
+
+
+class MappedSink(RecordSink):
+    """A stream the mapping names (contacts, leads, accounts, campaign members)."""
+
+    def __init__(self, target: TargetPersonalization, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.run = target.run
+
+    def get_validator(self) -> JSONSchemaValidator | None:
+        if not self.validate_schema:
+            return None
+        return RecordingValidator(self.schema, validate_formats=self.validate_field_string_format)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        validator = self._validator
+        problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
+        self.run.process(self.stream_name, record, problem)
+
+
+class IgnoredSink(RecordSink):
+    """A stream the mapping does not name: counted and reported as ignored, never sent."""
+
+    def __init__(self, target: TargetPersonalization, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.run = target.run
+        self.run.report.stream(self.stream_name).ignored = True
+        self.logger.info(
+            "Stream '%s' is not named in mapping_file %s: its records are counted as ignored "
+            "and not sent to Personalization.", self.stream_name, target.mapping.path)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        self.run.ignore(self.stream_name)

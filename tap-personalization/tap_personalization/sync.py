@@ -1,0 +1,439 @@
+"""One run of target-personalization: records in, decisions made, changes delivered, outcomes out.
+
+The direction of data: sink → `changes` (mapping) → `identity` (who is meant) → `feeds` or
+`events` (delivery) → `report`. A checkpoint (before every STATE message and at the end)
+finishes the events in flight, resolves the campaign members queued since the last one,
+seals the feed files and delivers them, and flushes `rejects.jsonl`: a STATE message is only
+released once every record before it has its outcome and its file is in the inbound folder.
+
+What goes where per `delivery`:
+- `etl_feed`: user, account and segment-delta feed files.
+- `event_api`: one event per user change; accounts and segment membership still go as feed
+  files (the Event API has no segment operation, and it can only change an account together
+  with a user, which it would also link to that account).
+In both modes users and accounts are found by the identity check first (see `identity`), so
+a CRM person without a Personalization user costs no call and is reported as unmatched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+from crm_sync_mapping import ReverseMapping
+
+from tap_personalization.changes import (
+    API_REJECTED,
+    INVALID_RECORD,
+    REJECTED,
+    SEGMENTS_OBJECT,
+    SKIP_NOTHING_TO_WRITE,
+    UNKNOWN_IDENTITY,
+    UNMATCHED,
+    AccountChange,
+    Decision,
+    RecordMapper,
+    Refusal,
+    SegmentChange,
+    Skip,
+    UserChange,
+    plain,
+    record_key,
+)
+from tap_personalization.client import PersonalizationClient, PersonalizationError
+from tap_personalization.delivery import Destination, destination_for
+from tap_personalization.events import EventOutcome, EventSender, UserEvent
+from tap_personalization.feeds import ACCOUNT_FEED, SEGMENT_FEED, USER_FEED, FeedWriter
+from tap_personalization.identity import IdentityIndex, export_rows
+from tap_personalization.report import (
+    RejectsFile,
+    RejectThresholdError,
+    RunReport,
+    reject_allowance,
+)
+
+ETL_FEED = "etl_feed"
+EVENT_API = "event_api"
+DEFAULT_PAGE_SIZE = 1000
+
+
+def call_kind(path: str) -> str:
+    """The sandbox ledger's names for the calls this target makes."""
+    if path.startswith("/api2/authevent/"):
+        return "event"
+    if "/users.json" in path:
+        return "users_export"
+    if "/accounts.json" in path:
+        return "accounts_export"
+    if "/user/" in path:
+        return "user_lookup"
+    return "other"
+
+
+class SyncRun:
+    """State of one run, shared by every sink of the target (used from the main thread)."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        mapping: ReverseMapping,
+        identity_attributes: tuple[str, ...],
+        *,
+        logger: logging.Logger,
+    ) -> None:
+        self.config = config
+        self.mapping = mapping
+        self.identity_attributes = identity_attributes
+        self.logger = logger
+        self.delivery = str(config.get("delivery") or ETL_FEED)
+        self.mapper = RecordMapper(mapping, identity_attributes)
+        self.report = RunReport(self.delivery)
+        self.output_dir = Path(str(config["output_dir"]))
+        self.page_size = int(config.get("page_size") or DEFAULT_PAGE_SIZE)
+        self.compressed = bool(config.get("gzip"))
+        self._count_lock = threading.Lock()
+        self._workdir = tempfile.TemporaryDirectory(prefix="target-personalization-")
+        self._client: PersonalizationClient | None = None
+        self._index: IdentityIndex | None = None
+        self._sender: EventSender | None = None
+        self._destination: Destination | None = None
+        self._writers: dict[str, FeedWriter] = {}
+        self._segment_queue: IO[str] | None = None
+        self._queued_segments = 0
+        self.rejects: RejectsFile | None = None
+        self.finished = False
+        for obj in mapping.objects:
+            if obj.enabled:
+                self.report.object(obj.sobject, obj.target)
+        if mapping.segments is not None:
+            self.report.object(SEGMENTS_OBJECT, "segment")
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _count_call(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        kind = call_kind(response.request.path_url if response.request else "")
+        with self._count_lock:
+            self.report.api_calls[kind] += 1
+
+    def new_client(self) -> PersonalizationClient:
+        """A client whose session counts every HTTP answer (retries included) for the report."""
+        session = requests.Session()
+        session.hooks["response"].append(self._count_call)
+        return PersonalizationClient(self.config, session=session, logger=self.logger)
+
+    @property
+    def client(self) -> PersonalizationClient:
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    @property
+    def destination(self) -> Destination:
+        if self._destination is None:
+            destination = destination_for(self.config, logger=self.logger)
+            if destination is None:  # refused at start-up; kept as a clear message anyway
+                msg = "Set feed_dir or sftp_host: this run has feed files to deliver."
+                raise PersonalizationError(msg)
+            self._destination = destination
+        return self._destination
+
+    def check_connection(self) -> None:
+        """One harmless read that proves URL, CA and token before any input is read."""
+        found = self.client.check_connection()
+        self.logger.info(
+            "Connection OK: %s dataset '%s' answered the user export (%d user on page 0); "
+            "delivery %s.", self.client.base_url, self.client.dataset, found, self.delivery)
+
+    def start(self) -> None:
+        """Create the rejects file now, so a run that fails early still leaves an answer."""
+        if self.rejects is None:
+            self.rejects = RejectsFile(self.output_dir)
+
+    # --- identity index ----------------------------------------------------------------------
+
+    @property
+    def index(self) -> IdentityIndex:
+        if self._index is None:
+            self._index = IdentityIndex(Path(self._workdir.name), self.identity_attributes)
+        return self._index
+
+    def _users_index(self) -> IdentityIndex:
+        index = self.index
+        if not index.users_loaded:
+            count = index.load_users(export_rows(self.client.export_page, "users", self.page_size))
+            self.logger.info("Identity check: indexed %d users from the users export.", count)
+        return index
+
+    def _accounts_index(self) -> IdentityIndex:
+        index = self.index
+        if not index.accounts_loaded:
+            count = index.load_accounts(
+                export_rows(self.client.export_page, "accounts", self.page_size))
+            self.logger.info("Identity check: indexed %d accounts from the accounts export.",
+                             count)
+        return index
+
+    # --- records -------------------------------------------------------------------------------
+
+    def ignore(self, stream: str) -> None:
+        self.start()
+        self.report.stream(stream).ignored = True
+        self.report.stream(stream).records += 1
+
+    def process(self, stream: str, record: Mapping[str, Any], problem: str | None = None) -> None:
+        """Decide and act on one record; `problem` is its schema violation, if any."""
+        self.start()
+        self.report.stream(stream).records += 1
+        record = plain(dict(record))
+        decisions: list[Decision]
+        if problem is not None:
+            decisions = [
+                Refusal(stream, sobject, record_key(record), REJECTED, INVALID_RECORD,
+                        f"record does not match the stream schema: {problem}")
+                for sobject in self.mapper.objects_of(stream)
+            ]
+        else:
+            decisions = self.mapper.decide(stream, record)
+        for decision in decisions:
+            self.report.objects[decision.sobject].received += 1
+            self._act(decision)
+
+    def _act(self, decision: Decision) -> None:
+        if isinstance(decision, Skip):
+            self.report.objects[decision.sobject].skipped[decision.reason] += 1
+        elif isinstance(decision, Refusal):
+            self._refuse(decision)
+        elif isinstance(decision, UserChange):
+            self._deliver_user(decision)
+        elif isinstance(decision, AccountChange):
+            self._write_account(decision)
+        else:
+            self._queue_segment(decision)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.report.refuse(refusal)
+        assert self.rejects is not None
+        self.rejects.write(refusal)
+
+    def _skip(self, sobject: str, reason: str) -> None:
+        self.report.objects[sobject].skipped[reason] += 1
+
+    # --- users -------------------------------------------------------------------------------
+
+    def _user_writer(self) -> FeedWriter:
+        if USER_FEED not in self._writers:
+            columns: dict[str, None] = {}
+            for obj in self.mapping.objects:
+                if obj.enabled and obj.target == "user":
+                    columns.update((rule.attribute, None) for rule in obj.identity)
+            for obj in self.mapping.objects:
+                if obj.enabled and obj.target == "user":
+                    columns.update((attribute.target, None) for attribute in obj.attributes)
+            self._writers[USER_FEED] = FeedWriter(
+                USER_FEED, ["userId"], list(columns), self.destination.staging_dir,
+                compressed=self.compressed)
+        return self._writers[USER_FEED]
+
+    def _deliver_user(self, change: UserChange) -> None:
+        """Find the user, then write a feed row or queue an event (per `delivery`)."""
+        index = self._users_index()
+        resolution = index.resolve(change.identities)
+        if resolution.user_id is None:
+            self._refuse(resolution.refusal(change.stream, change.sobject, change.key,
+                                            {"identities": dict(change.identities)}))
+            return
+        values = {**dict(resolution.links), **change.values}
+        if not values:
+            self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
+        elif self.delivery == EVENT_API:
+            self._send_event(UserEvent(change, resolution.user_id, values, resolution.links))
+        else:
+            self._write_user(change, resolution.user_id, values, resolution.links)
+
+    def _write_user(self, change: UserChange, user_id: str, values: dict[str, Any],
+                    links: tuple[tuple[str, str], ...]) -> None:
+        stats = self.report.objects[change.sobject]
+        if any(value is None for value in values.values()):
+            stats.clears_not_applied += 1
+        if self._user_writer().write([user_id], values):
+            stats.written += 1
+            self.index.learn(user_id, links)
+        else:
+            self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
+
+    def _send_event(self, event: UserEvent) -> None:
+        if self._sender is None:
+            concurrency = int(self.config.get("event_concurrency") or 4)
+            self._sender = EventSender(
+                self.new_client, concurrency=concurrency,
+                action=str(self.config.get("event_action") or "CRM Sync"))
+        for outcome in self._sender.submit(event):
+            self._event_outcome(outcome)
+
+    def _event_outcome(self, outcome: EventOutcome) -> None:
+        event = outcome.event
+        change = event.change
+        if outcome.rejection is not None:
+            self._refuse(Refusal(
+                change.stream, change.sobject, change.key, REJECTED, API_REJECTED,
+                str(outcome.rejection),
+                {"errorCode": outcome.rejection.code, "userId": event.user_id}))
+            return
+        self.report.objects[change.sobject].written += 1
+        self.index.learn(event.user_id, event.links)
+
+    # --- accounts ----------------------------------------------------------------------------
+
+    def _account_writer(self) -> FeedWriter:
+        if ACCOUNT_FEED not in self._writers:
+            columns: dict[str, None] = {}
+            for obj in self.mapping.objects:
+                if obj.enabled and obj.target == "account":
+                    columns.update((attribute.target, None) for attribute in obj.attributes)
+            self._writers[ACCOUNT_FEED] = FeedWriter(
+                ACCOUNT_FEED, ["accountId"], list(columns), self.destination.staging_dir,
+                compressed=self.compressed)
+        return self._writers[ACCOUNT_FEED]
+
+    def _write_account(self, change: AccountChange) -> None:
+        if not self._accounts_index().account_exists(change.account_id):
+            self._refuse(Refusal(change.stream, change.sobject, change.key, UNMATCHED,
+                                 UNKNOWN_IDENTITY,
+                                 f"no Personalization account has accountId "
+                                 f"{change.account_id!r}"))
+            return
+        stats = self.report.objects[change.sobject]
+        if any(value is None for value in change.values.values()):
+            stats.clears_not_applied += 1
+        if self._account_writer().write([change.account_id], change.values):
+            stats.written += 1
+        else:
+            self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
+
+    # --- segments ----------------------------------------------------------------------------
+
+    def _queue_segment(self, change: SegmentChange) -> None:
+        """Kept on disk until the checkpoint: by then this checkpoint's user changes (and the
+        links they add) are known, whatever order the streams came in."""
+        if self._segment_queue is None:
+            path = Path(self._workdir.name) / "segment-changes.jsonl"
+            self._segment_queue = path.open("w+", encoding="utf-8")
+        line = [change.stream, change.key, change.segment_id, change.update,
+                [list(pair) for pair in change.identities]]
+        self._segment_queue.write(json.dumps(line) + "\n")
+        self._queued_segments += 1
+
+    def _apply_segments(self) -> None:
+        if self._segment_queue is None or not self._queued_segments:
+            return
+        queue = self._segment_queue
+        queue.flush()
+        queue.seek(0)
+        index = self._users_index()
+        stats = self.report.objects[SEGMENTS_OBJECT]
+        writer = self._writers.get(SEGMENT_FEED)
+        if writer is None:
+            writer = self._writers[SEGMENT_FEED] = FeedWriter(
+                SEGMENT_FEED, ["userId", "segmentId", "updateType"], [],
+                self.destination.staging_dir, compressed=self.compressed)
+        for line in queue:
+            stream, key, segment_id, update, pairs = json.loads(line)
+            identities = tuple((str(a), str(v)) for a, v in pairs)
+            resolution = index.resolve(identities)
+            if resolution.user_id is None:
+                self._refuse(resolution.refusal(
+                    stream, SEGMENTS_OBJECT, key,
+                    {"identities": dict(identities), "segment": segment_id}))
+                continue
+            writer.write([resolution.user_id, segment_id, update], {})
+            if update == "Add":
+                stats.segment_adds += 1
+            else:
+                stats.segment_removes += 1
+        queue.seek(0)
+        queue.truncate()
+        self._queued_segments = 0
+
+    # --- checkpoints and the end -------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Every record so far gets its outcome and every feed file is delivered."""
+        self.start()
+        if self._sender is not None:
+            for outcome in self._sender.finish():
+                self._event_outcome(outcome)
+        self._apply_segments()
+        sealed = [file for feed in (USER_FEED, ACCOUNT_FEED, SEGMENT_FEED)
+                  if feed in self._writers for file in self._writers[feed].seal()]
+        if sealed:
+            names = self.destination.deliver(sealed)
+            self.report.files.extend(names)
+            self.report.sftp_uploads = getattr(self.destination, "uploads", 0)
+            self.logger.info("Delivered %d feed file(s) to %s: %s", len(names),
+                             self.destination.describe(), ", ".join(names))
+        assert self.rejects is not None
+        self.rejects.flush()
+
+    def finish(self, fail_on_rejects: float) -> None:
+        """Last checkpoint, the reject threshold, then the report (written once)."""
+        self.checkpoint()
+        self._close()
+        if unbalanced := self.report.unbalanced:
+            msg = (f"Outcome counts do not add up for {', '.join(unbalanced)}; the report in "
+                   f"{self.output_dir} lists what is known. Please report this defect.")
+            raise PersonalizationError(msg)
+        rejected = self.report.rejected_total
+        allowed = reject_allowance(fail_on_rejects, self.report.input_records)
+        if rejected > allowed:
+            msg = (f"{rejected} records were rejected (allowed: {allowed:g} per "
+                   f"fail_on_rejects); see {self.output_dir / 'rejects.jsonl'} for each reason.")
+            raise RejectThresholdError(msg)
+        self.report.status = "succeeded"
+        self._write_report()
+
+    def fail(self, exc: BaseException) -> None:
+        """The run stops: temporary feed files go, the report says why (never raises)."""
+        if self.report.status != "running":
+            return
+        for writer in self._writers.values():
+            writer.discard()
+        self._close()
+        self.report.status = "failed"
+        self.report.failure = " ".join(str(exc).split()) or type(exc).__name__
+        try:
+            self._write_report()
+        except OSError as problem:
+            self.logger.warning("Could not write the run report to %s: %s", self.output_dir,
+                                problem)
+
+    def _write_report(self) -> None:
+        files = self.report.write(self.output_dir)
+        self.logger.info(self.report.log_line())
+        self.logger.info("Run report: %s and %s; rejects: %s", files["json"],
+                         files["markdown"], self.output_dir / "rejects.jsonl")
+
+    def _close(self) -> None:
+        """Release connections and temporary files; safe to call twice."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._sender is not None:
+            self._sender.close()
+        if self._client is not None:
+            self._client.close()
+        if self._index is not None:
+            self._index.close()
+        if self._segment_queue is not None:
+            self._segment_queue.close()
+        if self._destination is not None:
+            self._destination.close()
+        if self.rejects is not None:
+            self.rejects.close()
+        self._workdir.cleanup()
+
