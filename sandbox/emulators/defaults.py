@@ -18,6 +18,7 @@ SF_CLIENT_ID = "sandbox-client-id"
 SF_CLIENT_SECRET = "sandbox-client-secret"
 SF_USERNAME = "integration@example.com"
 SF_PASSWORD = "sandbox-password"
+SF_SECURITY_TOKEN = "sandboxSecurityToken"  # accepted appended to the password, as Salesforce does
 SF_ORG_ID = "00D000000000001AAA"
 SF_USER_ID = "005000000000001AAA"
 SF_DAILY_API_REQUESTS = 100_000

@@ -8,13 +8,22 @@ from pathlib import Path
 from types import FrameType
 
 from flask import Flask
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from emulators.tls import server_ssl_context
 
 
+class PathOnlyRequestHandler(WSGIRequestHandler):
+    """Logs method, path and status only: query strings carry SOQL with e-mail addresses."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s" %s', self.command, path[:200], code)
+
+
 def serve(app: Flask, host: str, port: int, data_dir: Path) -> None:
-    server = make_server(host, port, app, threaded=True, ssl_context=server_ssl_context(data_dir))
+    server = make_server(host, port, app, threaded=True, ssl_context=server_ssl_context(data_dir),
+                         request_handler=PathOnlyRequestHandler)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

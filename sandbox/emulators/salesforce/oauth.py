@@ -23,7 +23,6 @@ PUBLIC_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com
 JWT_MAX_LIFETIME_SECONDS = 180
 JWT_CLOCK_LEEWAY_SECONDS = 2
 # Appended to the password in the username-password flow when the org demands it.
-SECURITY_TOKEN = "sandboxSecurityToken"
 
 blueprint = Blueprint("oauth", __name__)
 
@@ -103,7 +102,7 @@ def _check_client(client_id: str, client_secret: str) -> None:
 
 def _check_user(username: str, password: str) -> None:
     good_password = (_same(password, defaults.SF_PASSWORD)
-                     or _same(password, defaults.SF_PASSWORD + SECURITY_TOKEN))
+                     or _same(password, defaults.SF_PASSWORD + defaults.SF_SECURITY_TOKEN))
     if not (_same(username, defaults.SF_USERNAME) and good_password):
         raise OAuthError("invalid_grant", "authentication failure")
 
