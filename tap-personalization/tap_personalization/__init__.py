@@ -1,1 +1,1 @@
-"""Salesforce Marketing Cloud Personalization connector: tap-personalization and target-personalization."""
+"""Marketing Cloud Personalization connector: tap-personalization and target-personalization."""
