@@ -323,7 +323,7 @@ class _Generator:
     # -- writing -----------------------------------------------------------------------
 
     def run(self) -> dict[str, int]:
-        self.pzn.reset(keep_ledger=True)
+        self.pzn.reset(keep_feed_results=True)
         self.crm.reset()
         self.pzn.load(segments=SEGMENTS)
         self.pzn.define_attributes("user", {"industry": "string", "plan": "string",

@@ -13,7 +13,7 @@ from emulators.personalization.store import PersonalizationStore, encode_attribu
 def _inbound(tmp_path: Path) -> Inbound:
     store = PersonalizationStore(tmp_path / "personalization.db")
     store.load(users=[{"id": "u-000001", "attributes": encode_attributes({"plan": "gold"}, 1)}])
-    return Inbound(tmp_path, store, Ledger(store))
+    return Inbound(tmp_path, store, Ledger(tmp_path / "ledger.db"))
 
 
 def test_files_are_processed_in_timestamp_order_whatever_the_name(tmp_path: Path) -> None:
@@ -40,4 +40,4 @@ def test_files_are_processed_in_timestamp_order_whatever_the_name(tmp_path: Path
     assert inbound.pending() == []
     assert sorted(p.name for p in inbound.processed.iterdir()) == sorted(
         [*expected, *(f"{name}.result.json" for name in expected)])
-    assert Ledger(inbound.store).summary() == {"total": 5, "by_kind": {"feed_file": 5}}
+    assert inbound.ledger.summary() == {"total": 5, "by_kind": {"feed_file": 5}}

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from emulators.personalization import admin, events, exports
 from emulators.personalization.faults import Faults
 from emulators.personalization.inbound import Inbound
-from emulators.personalization.ledger import Ledger, classify
+from emulators.personalization.ledger import LEDGER_FILE, Ledger, classify
 from emulators.personalization.state import EXTENSION, SandboxState
 from emulators.personalization.store import DB_FILE, PersonalizationStore
 
@@ -32,7 +32,7 @@ class _InOrderJson(DefaultJSONProvider):
 def create_app(data_dir: Path) -> Flask:
     folder = data_dir / "personalization"
     store = PersonalizationStore(folder / DB_FILE)
-    ledger = Ledger(store)
+    ledger = Ledger(folder / LEDGER_FILE)
     faults = Faults()
     inbound = Inbound(folder, store, ledger)
     state = SandboxState(folder, store, ledger, faults, inbound)

@@ -8,7 +8,8 @@ Choices where the docs are silent (strict reading):
   dataset refuses (see attributes.py), an unknown or ambiguous identity (see mutations.py),
   or an unknown `account.id` without an `account.attributes.name` to create it. Nothing of
   a refused event is applied.
-- errorCode 3 ("busy") only when injected through the `busy_next` / `busy_rate` faults.
+- errorCode 3 ("busy") when injected through the `busy_next` / `busy_rate` faults, and
+  when the dataset stays write-locked (a large feed file being applied) for a minute.
 - `account` links the user to that account. Unless `flags.nonInteractive` is true the event
   counts as activity and moves the user's `lastActivity` to now.
 """
@@ -28,6 +29,7 @@ from emulators.personalization.attributes import (
     InvalidAttribute,
 )
 from emulators.personalization.auth import SEND_EVENTS, require
+from emulators.personalization.db import is_locked
 from emulators.personalization.mutations import (
     UnknownIdentity,
     account_row,
@@ -133,4 +135,8 @@ def authevent(dataset: str) -> Response:
             user_id = apply_event(conn, event, int(time.time() * 1000))
     except (InvalidEvent, InvalidAttribute, UnknownIdentity) as error:
         return _reply(INVALID_EVENT, f"invalid event: {error}")
+    except sqlite3.OperationalError as error:
+        if not is_locked(error):
+            raise
+        return _reply(BUSY, "busy: the dataset is applying a feed file; retry later")
     return jsonify({"errorCode": 0, "userId": user_id})

@@ -1,5 +1,8 @@
 """Ledger of every API call and feed file, so tests count calls instead of trusting clients.
 
+It is its own SQLite file (`ledger.db`) so that recording a call never waits for the
+dataset's write lock (held while a feed file is applied).
+
 Kinds: `users_export` (users.json, users.csv), `accounts_export`, `user_lookup`, `event`,
 and `feed_file` (one entry per processed feed file: method `FEED`, path = file name,
 status 200 when applied, 422 when the file failed). Calls refused by auth or by an injected
@@ -10,10 +13,22 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from emulators.personalization.store import PersonalizationStore
+from emulators.personalization.db import Database
 
+LEDGER_FILE = "ledger.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+"""
 KINDS = ("users_export", "accounts_export", "user_lookup", "event", "feed_file")
 DEFAULT_LIMIT = 5000
 
@@ -37,8 +52,8 @@ def classify(path: str) -> str | None:
 class Ledger:
     """Append-only call log in SQLite: bounded memory however long a run lasts."""
 
-    def __init__(self, store: PersonalizationStore) -> None:
-        self._store = store
+    def __init__(self, path: Path) -> None:
+        self._store = Database(path, _SCHEMA)
 
     def record(self, kind: str, method: str, path: str, status: int) -> None:
         at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -28,6 +28,7 @@ class SandboxState:
         with self.inbound.lock:
             self.inbound.clear_folders()
             self.store.reset()
+        self.ledger.clear()
         self.faults.configure(FaultSettings())
 
 

@@ -10,19 +10,21 @@ Why SQLite and these shapes:
   so both export shapes (map and list with `updated`) come from the same data.
   `emailAddress` is served top-level, never inside `attributes`; `sfcrmContactId` and
   `sfcrmLeadId` are ordinary attributes that are mirrored into their indexed columns.
-- One connection per thread (the server is threaded) in WAL mode, so the feed processor's
-  long write transaction does not block readers.
+- One connection per thread in WAL mode (db.py), so the feed processor's long write
+  transaction does not block readers. The ledger lives in its own file (ledger.py) so that
+  recording a call never waits for a feed file.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from emulators.personalization.db import Database
 
 DB_FILE = "personalization.db"
 
@@ -79,14 +81,6 @@ CREATE TABLE IF NOT EXISTS attribute_defs (
     type TEXT NOT NULL,
     PRIMARY KEY (entity, name)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ledger (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    at TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS feed_results (
     seq INTEGER PRIMARY KEY,
     file TEXT NOT NULL,
@@ -115,7 +109,7 @@ _CLEAR_DATA = (
     "DELETE FROM user_segments", "DELETE FROM users", "DELETE FROM accounts",
     "DELETE FROM segments", "DELETE FROM attribute_defs",
 )
-_CLEAR_RECORDS = ("DELETE FROM ledger", "DELETE FROM feed_results")
+_CLEAR_RESULTS = "DELETE FROM feed_results"
 _LOOKUPS = {
     "id": "SELECT id FROM users WHERE id = ? ORDER BY id",
     "email": "SELECT id FROM users WHERE email = ? ORDER BY id",
@@ -133,51 +127,14 @@ _INSERT_ACCOUNT = (
 )
 
 
-class PersonalizationStore:
+class PersonalizationStore(Database):
     """The dataset's tables; every method opens its own short transaction."""
 
     def __init__(self, db_path: Path) -> None:
-        self.path = db_path
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self.connection().executescript(_SCHEMA)  # idempotent; executescript commits itself
+        super().__init__(db_path, _SCHEMA)
         self._create_indexes()
         self._define_builtins()
 
-    # -- connections and transactions -------------------------------------------------
-
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (autocommit mode; transactions are explicit)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locked) transaction, rolled back on any error."""
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot for a multi-query answer."""
-        conn = self.connection()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
 
     def _create_indexes(self) -> None:
         with self.write() as conn:
@@ -202,9 +159,9 @@ class PersonalizationStore:
                 BUILTIN_USER_ATTRIBUTES.items(),
             )
 
-    def reset(self, *, keep_ledger: bool = False) -> None:
-        """Empty every data table (and the ledger and feed results unless kept)."""
-        statements = _CLEAR_DATA if keep_ledger else (*_CLEAR_DATA, *_CLEAR_RECORDS)
+    def reset(self, *, keep_feed_results: bool = False) -> None:
+        """Empty every data table (and the feed results unless kept)."""
+        statements = _CLEAR_DATA if keep_feed_results else (*_CLEAR_DATA, _CLEAR_RESULTS)
         with self.write() as conn:
             for statement in statements:
                 conn.execute(statement)
