@@ -183,13 +183,12 @@ class SyncRun:
 
     def __init__(self, target: TargetSalesforceCRM) -> None:
         self.target = target
-        self.config: Mapping[str, Any] = target.config
         self.mapping = target.mapping
         self.logger: logging.Logger = target.logger
         self.report = RunReport()
         self.outcomes = OutcomeFiles(target.output_dir)
         self.streams_seen: set[str] = set()
-        self.budget = ApiBudget(float(self.config.get("max_api_share", 0.25)))
+        self.budget = ApiBudget(float(self.target.setting("max_api_share")))
         self._client: Any = None
         self._writer: BulkWriter | None = None
         self._checked: set[str] = set()
@@ -212,9 +211,9 @@ class SyncRun:
         if self._writer is None:
             self._writer = BulkWriter(
                 self.target.create_bulk(self.client),
-                batch_size=int(self.config.get("bulk_batch_size", 10_000)),
-                max_record_retries=int(self.config.get("max_record_retries", 3)),
-                retry_backoff=float(self.config.get("retry_backoff", 2.0)),
+                batch_size=int(self.target.setting("bulk_batch_size")),
+                max_record_retries=int(self.target.setting("max_record_retries")),
+                retry_backoff=float(self.target.setting("retry_backoff")),
                 logger=self.logger,
             )
         return self._writer
@@ -235,7 +234,7 @@ class SyncRun:
             self._checked.add(om.sobject)
             self._matchers[om.sobject] = ObjectMatcher(
                 self.client, om, describes[om.sobject],
-                lookup_batch_size=int(self.config.get("lookup_batch_size", 1000)),
+                lookup_batch_size=int(self.target.setting("lookup_batch_size")),
                 logger=self.logger,
             )
             self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
@@ -251,8 +250,8 @@ class SyncRun:
             self._preflight(stream)
             self.budget.check(self.client, estimate_calls(
                 len(records), len(objects),
-                int(self.config.get("lookup_batch_size", 1000)),
-                int(self.config.get("bulk_batch_size", 10_000)),
+                int(self.target.setting("lookup_batch_size")),
+                int(self.target.setting("bulk_batch_size")),
             ))
             valid = self._valid(stream, records)
             verdicts = _Verdicts()

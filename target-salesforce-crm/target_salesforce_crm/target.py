@@ -87,6 +87,11 @@ TARGET_SETTINGS = th.PropertiesList(
 )
 
 
+SETTING_DEFAULTS: dict[str, Any] = {
+    name: spec.get("default") for name, spec in TARGET_SETTINGS.to_dict()["properties"].items()
+}
+
+
 class TargetConfigError(Exception):
     """A setting or the mapping file is unusable; the message names it."""
 
@@ -132,9 +137,14 @@ class TargetSalesforceCRM(Target):
         # Sinks share one Salesforce session and the Lead step depends on the Contact step,
         # so drains run one after another.
         self.max_parallelism = 1
-        self.mapping = load_mapping(str(self.config.get("mapping_file", DEFAULT_MAPPING_FILE)))
-        self.output_dir = Path(str(self.config.get("output_dir", DEFAULT_OUTPUT_DIR)))
+        self.mapping = load_mapping(str(self.setting("mapping_file")))
+        self.output_dir = Path(str(self.setting("output_dir")))
         self.run = SyncRun(self)
+
+    def setting(self, name: str) -> Any:
+        """A target setting; its declared default also when the value is explicitly null."""
+        value = self.config.get(name)
+        return SETTING_DEFAULTS[name] if value is None else value
 
     def get_sink_class(self, stream_name: str) -> type[MappedSink] | type[IgnoredSink]:
         return MappedSink if self.mapping.for_stream(stream_name) else IgnoredSink
@@ -150,9 +160,9 @@ class TargetSalesforceCRM(Target):
 
         return BulkClient(
             client,
-            poll_initial=float(self.config.get("poll_initial", 0.5)),
-            poll_max=float(self.config.get("poll_max", 10.0)),
-            poll_timeout=float(self.config.get("poll_timeout", 3600.0)),
+            poll_initial=float(self.setting("poll_initial")),
+            poll_max=float(self.setting("poll_max")),
+            poll_timeout=float(self.setting("poll_timeout")),
         )
 
     def process_endofpipe(self) -> None:
@@ -161,7 +171,7 @@ class TargetSalesforceCRM(Target):
         except BaseException as exc:
             self.run.fail(exc)
             raise
-        self.run.finish(float(self.config.get("fail_on_rejects", 0.01)))
+        self.run.finish(float(self.setting("fail_on_rejects")))
 
     @classmethod
     def invoke(
