@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crm_sync_mapping import ReverseMapping, ReverseObjectMapping
+from crm_sync_mapping.model import NULL_CLEAR
 
 #: Attribute names the API accepts (the docs are silent: the strict reading).
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -251,6 +252,7 @@ class RecordMapper:
         values, problems = obj.map_record(record)
         if problems:
             raise ValueProblem(CONVERSION_FAILED, "; ".join(problems))
+        by_name = {mapping.target: mapping for mapping in obj.attributes}
         checked: dict[str, Any] = {}
         for attribute, value in values.items():
             if not ATTRIBUTE_NAME.match(attribute):
@@ -259,7 +261,14 @@ class RecordMapper:
                     f"attribute name {attribute!r} (objects.{obj.sobject}.attributes in the "
                     "mapping file) is not accepted by Personalization: use letters, digits "
                     "and _, starting with a letter, at most 64 characters")
-            checked[attribute] = checked_value(attribute, value)
+            value = checked_value(attribute, value)
+            if value is None:  # blanks count as missing: the field's null policy decides
+                mapping = by_name[attribute]
+                if mapping.has_default:
+                    value = checked_value(attribute, mapping.default)
+                elif mapping.null_policy != NULL_CLEAR:
+                    continue
+            checked[attribute] = value
         return checked
 
     def _account(
