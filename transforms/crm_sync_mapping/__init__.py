@@ -5,11 +5,13 @@ the taps and targets load it with `load_mapping` and work from the returned mode
 """
 
 from crm_sync_mapping.conversions import Conversion, ConversionError
+from crm_sync_mapping.crm_field import FIELD_TYPES, CrmField
 from crm_sync_mapping.loader import (
     check_text,
     load_forward_mapping,
     load_mapping,
     load_reverse_mapping,
+    locate,
 )
 from crm_sync_mapping.model import (
     FieldMapping,
@@ -28,8 +30,10 @@ from crm_sync_mapping.problems import MappingError, Problem
 from crm_sync_mapping.schema_check import mapping_schema
 
 __all__ = [
+    "FIELD_TYPES",
     "Conversion",
     "ConversionError",
+    "CrmField",
     "FieldMapping",
     "ForwardMapping",
     "FuzzyRule",
@@ -46,6 +50,7 @@ __all__ = [
     "load_forward_mapping",
     "load_mapping",
     "load_reverse_mapping",
+    "locate",
     "mapping_schema",
     "normalize_company_name",
     "normalize_email",

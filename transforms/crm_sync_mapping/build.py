@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_sync_mapping.conversions import Conversion, map_key
+from crm_sync_mapping.crm_field import build_crm_field
 from crm_sync_mapping.model import (
     NULL_SKIP,
     FieldMapping,
@@ -35,8 +36,13 @@ def build_conversion(spec: str | dict[str, Any]) -> Conversion:
     return Conversion(name, argument)
 
 
-def build_field(target: str, spec: Any, null_policy: str) -> FieldMapping:
-    """A field mapping; a bare scalar (only allowed in create_defaults) is a literal."""
+def build_field(target: str, spec: Any, null_policy: str, *, reverse: bool = False
+                ) -> FieldMapping:
+    """A field mapping; a bare scalar (only allowed in create_defaults) is a literal.
+
+    In the reverse direction the CRM field is the source, and the conversions shape the
+    Personalization value, so neither names nor fills the field's `crm_field`.
+    """
     if not isinstance(spec, dict):
         return FieldMapping(target, "", (), null_policy, default=spec, has_default=True)
     return FieldMapping(
@@ -46,6 +52,8 @@ def build_field(target: str, spec: Any, null_policy: str) -> FieldMapping:
         null_policy=spec.get("null_policy", null_policy),
         default=spec.get("default"),
         has_default="default" in spec,
+        crm_field=build_crm_field(spec["source"], spec.get("crm_field"))
+        if reverse else build_crm_field(target, spec.get("crm_field"), spec.get("convert", ())),
     )
 
 
@@ -64,6 +72,7 @@ def _match_rule(spec: dict[str, Any]) -> MatchRule:
         normalize=tuple(spec.get("normalize", ())),
         fuzzy=fuzzy,
         enabled=spec.get("enabled", True),
+        crm_field=build_crm_field(spec["field"], spec.get("crm_field")),
     )
 
 
@@ -110,11 +119,13 @@ def _reverse_object(sobject: str, spec: dict[str, Any], null_policy: str) -> Rev
         stream=spec["stream"],
         target=spec["target"],
         identity=tuple(
-            IdentityRule(rule["attribute"], rule["source"], tuple(rule.get("normalize", ())))
+            IdentityRule(rule["attribute"], rule["source"], tuple(rule.get("normalize", ())),
+                         build_crm_field(rule["source"], rule.get("crm_field")))
             for rule in spec["identity"]
         ),
         attributes=tuple(
-            build_field(name, value, null_policy) for name, value in spec["attributes"].items()
+            build_field(name, value, null_policy, reverse=True)
+            for name, value in spec["attributes"].items()
         ),
         skip_converted=spec.get("skip_converted", False),
         enabled=spec.get("enabled", True),

@@ -66,6 +66,18 @@ def _expect(path: str | Path, direction: str) -> ForwardMapping | ReverseMapping
     return mapping
 
 
+def locate(path: str | Path, keys: tuple[str | int, ...]) -> Problem:
+    """Where a key of a loaded file is written, as a message-less Problem (file:line:column).
+
+    Tools working from the model (such as the metadata generator) use it to point at the
+    line to change; a key that is not in the file points at its nearest written parent.
+    """
+    file = str(path)
+    document = read_document(Path(path).read_text(encoding="utf-8"), file)
+    line, column = document.key_at(tuple(keys))
+    return Problem(file, line, column, "")
+
+
 def load_forward_mapping(path: str | Path) -> ForwardMapping:
     """Load a personalization-to-crm file (the CRM target's mapping_file)."""
     mapping = _expect(path, FORWARD)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_sync_mapping.conversions import Conversion, ConversionError, InvalidValue, apply_all
+from crm_sync_mapping.crm_field import CrmField
 from crm_sync_mapping.normalize import apply_normalizers
 from crm_sync_mapping.paths import SourcePath, parse_path
 
@@ -29,6 +30,7 @@ class FieldMapping:
 
     `source` is empty for a literal (a create default such as `Company: "[not provided]"`);
     `default` (when `has_default`) replaces a value that is missing after conversion.
+    `crm_field` is the declared Salesforce definition of a custom target field, if any.
     """
 
     target: str
@@ -37,6 +39,7 @@ class FieldMapping:
     null_policy: str = NULL_SKIP
     default: Any = None
     has_default: bool = False
+    crm_field: CrmField | None = None
     _path: SourcePath | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +88,7 @@ class MatchRule:
     normalize: tuple[str, ...] = ()
     fuzzy: FuzzyRule | None = None
     enabled: bool = True
+    crm_field: CrmField | None = None
     _path: SourcePath | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -185,6 +189,18 @@ class ObjectMapping:
         return names
 
 
+    def crm_field(self, name: str) -> CrmField | None:
+        """The declared definition of a custom field, wherever the object declares it."""
+        lowered = name.lower()
+        for mapping in (*self.fields, *self.write.create_defaults):
+            if mapping.target.lower() == lowered and mapping.crm_field is not None:
+                return mapping.crm_field
+        for rule in self.match:
+            if rule.field.lower() == lowered and rule.crm_field is not None:
+                return rule.crm_field
+        return None
+
+
 @dataclass(frozen=True)
 class ForwardMapping:
     """personalization-to-crm: which streams feed which CRM objects, and how."""
@@ -216,6 +232,7 @@ class IdentityRule:
     attribute: str
     source: str
     normalize: tuple[str, ...] = ()
+    crm_field: CrmField | None = None
     _path: SourcePath | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -247,6 +264,17 @@ class ReverseObjectMapping:
         if self.skip_converted:
             names.add("IsConverted")
         return names
+
+    def crm_field(self, name: str) -> CrmField | None:
+        """The declared definition of a custom field the tap reads, if the file gives one."""
+        lowered = name.lower()
+        for rule in self.identity:
+            if rule.source.lower() == lowered and rule.crm_field is not None:
+                return rule.crm_field
+        for mapping in self.attributes:
+            if mapping.source.lower() == lowered and mapping.crm_field is not None:
+                return mapping.crm_field
+        return None
 
     def identities(self, record: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(attribute, value) pairs that identify the record, in priority order."""

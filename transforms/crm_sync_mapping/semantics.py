@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm_sync_mapping.crm_field import check_crm_fields
 from crm_sync_mapping.document import Document, Path_, describe_path
 from crm_sync_mapping.paths import PathError, parse_path
 from crm_sync_mapping.schema_check import suggest
@@ -51,6 +52,7 @@ def _check_forward(data: dict[str, Any], document: Document) -> None:
         _check_fields(spec, path, document)
         _check_match(spec, path, document)
         _check_write(spec, path, document)
+        check_crm_fields(spec, path, document)
         _check_only_unmatched_by(spec, path, names[:position], objects, document)
         key = spec.get("key")
         if _projects_list(key):
@@ -164,6 +166,7 @@ def _check_reverse(data: dict[str, Any], document: Document) -> None:
         if not isinstance(spec, dict):
             continue
         path: Path_ = ("objects", name)
+        check_crm_fields(spec, path, document, forward=False)
         rules = [rule for rule in _list(spec.get("identity")) if isinstance(rule, dict)]
         attributes = [rule.get("attribute") for rule in rules]
         if len(rules) > MAX_IDENTITY_RULES:
