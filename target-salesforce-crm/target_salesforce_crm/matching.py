@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from crm_sync_mapping.paths import parse_path
 from rapidfuzz import fuzz, process
 
 from target_salesforce_crm import soql
@@ -108,7 +109,7 @@ class ObjectMatcher:
         self.sobject: str = mapping.sobject
         self.lookup_batch_size = lookup_batch_size
         self.logger = logger or logging.getLogger(__name__)
-        self.fields = {f["name"]: f for f in describe.get("fields", [])}
+        self.fields = {str(f["name"]).lower(): f for f in describe.get("fields", [])}
         self.rules = tuple(rule for rule in mapping.match if getattr(rule, "enabled", True))
         self.queryable = tuple(self._is_queryable(rule) for rule in self.rules)
         self._index: list[_IndexedRule | None] | None = None
@@ -130,7 +131,11 @@ class ObjectMatcher:
         return set(rule.normalize or ()) <= QUERYABLE_NORMALIZERS
 
     def _field_type(self, name: str) -> str:
-        return str(self.fields.get(name, {}).get("type", "string"))
+        return str(self.fields.get(name.lower(), {}).get("type", "string"))
+
+    def _name(self, name: str) -> str:
+        """The field's name as describe spells it, which is how rows come back."""
+        return str(self.fields.get(name.lower(), {}).get("name", name))
 
     def _keys(self, record: Mapping[str, Any]) -> list[str | None]:
         keys: list[str | None] = []
@@ -143,7 +148,7 @@ class ObjectMatcher:
 
     def _askable(self, rule_no: int, key: str) -> bool:
         """A value longer than the field can hold cannot be stored, so it cannot match."""
-        length = self.fields.get(self.rules[rule_no].field, {}).get("length") or 0
+        length = self.fields.get(self.rules[rule_no].field.lower(), {}).get("length") or 0
         return not length or len(key) <= length
 
     # -- one chunk: one statement -------------------------------------------------------
@@ -169,7 +174,7 @@ class ObjectMatcher:
                 for rule_no, rule in enumerate(self.rules):
                     if not self.queryable[rule_no]:
                         continue
-                    value = self._crm_key(rule, row.get(rule.field))
+                    value = self._crm_key(rule, row.get(self._name(rule.field)))
                     if value is not None:
                         found[rule_no][value].append(row)
         return found
@@ -248,7 +253,8 @@ class ObjectMatcher:
             for rule_no in rule_numbers:
                 entry = index[rule_no]
                 assert entry is not None
-                value = self._crm_key(self.rules[rule_no], row.get(self.rules[rule_no].field))
+                rule = self.rules[rule_no]
+                value = self._crm_key(rule, row.get(self._name(rule.field)))
                 if value is None:
                     continue
                 if self.rules[rule_no].fuzzy is None:
@@ -273,16 +279,16 @@ class ObjectMatcher:
         hits = [entry.rows[position] for _choice, _score, position in scored]
         return self._tie_break(rule, hits, record)
 
-    @staticmethod
-    def _tie_break(rule: Any, hits: list[dict], record: Mapping[str, Any]) -> list[dict]:
+    def _tie_break(self, rule: Any, hits: list[dict], record: Mapping[str, Any]) -> list[dict]:
         """Several names close enough: the company's domain may single one out."""
         fuzzy = rule.fuzzy
         if len(hits) < 2 or not fuzzy.tie_breaker_source or not fuzzy.tie_breaker_field:
             return hits
-        domain = normalize_domain(record.get(fuzzy.tie_breaker_source))
+        domain = normalize_domain(parse_path(fuzzy.tie_breaker_source).read(record))
         if domain is None:
             return hits
-        same = [row for row in hits if normalize_domain(row.get(fuzzy.tie_breaker_field)) == domain]
+        website = self._name(fuzzy.tie_breaker_field)
+        same = [row for row in hits if normalize_domain(row.get(website)) == domain]
         return same or hits
 
     # -- the verdict ----------------------------------------------------------------------

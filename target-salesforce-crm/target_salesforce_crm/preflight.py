@@ -69,7 +69,8 @@ class LimitsClient(Protocol):
 
 
 def _fields(describe: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {f["name"]: f for f in describe.get("fields", [])}
+    """Described fields by lower-cased name: Salesforce field names ignore case."""
+    return {str(f["name"]).lower(): f for f in describe.get("fields", [])}
 
 
 def _hidden(sobject: str, name: str, access: str = "Read and Edit") -> str:
@@ -157,7 +158,7 @@ def _check_match_fields(sobject: str, fields: Mapping[str, Any], mapping: Any) -
         if rule.fuzzy is not None and rule.fuzzy.tie_breaker_field:
             names.append(rule.fuzzy.tie_breaker_field)
         for name in names:
-            described = fields.get(name)
+            described = fields.get(name.lower())
             if described is None:
                 problems.append(_hidden(sobject, name, "Read"))
             elif name == rule.field and not described.get("filterable", True):
@@ -165,7 +166,7 @@ def _check_match_fields(sobject: str, fields: Mapping[str, Any], mapping: Any) -
                     f"{sobject}.{name} cannot be used to match: it is not filterable in SOQL; "
                     "choose another match field"
                 )
-    if mapping.exclude_converted and "IsConverted" not in fields:
+    if mapping.exclude_converted and "isconverted" not in fields:
         problems.append(_hidden(sobject, "IsConverted", "Read"))
     return problems
 
@@ -174,7 +175,7 @@ def _check_written_field(
     sobject: str, fields: Mapping[str, Any], field_mapping: Any, *, create: bool
 ) -> list[str]:
     name = field_mapping.target
-    described = fields.get(name)
+    described = fields.get(name.lower())
     if described is None:
         return [_hidden(sobject, name)]
     problems: list[str] = []
@@ -212,7 +213,7 @@ def _check_upsert(
 ) -> list[str]:
     problems: list[str] = []
     external_id = mapping.write.external_id
-    described = fields.get(external_id)
+    described = fields.get(external_id.lower())
     if described is None:
         problems.append(_hidden(sobject, external_id))
     elif not (described.get("externalId") or described.get("idLookup")):
@@ -220,16 +221,17 @@ def _check_upsert(
             f"{sobject}.{external_id} is not an External ID field: mark it External ID "
             "(and Unique) or choose another write.external_id"
         )
-    provided = set(written) | {external_id}
+    provided = {name.lower() for name in written} | {external_id.lower()}
     for default in mapping.write.create_defaults:
-        provided.add(default.target)
+        provided.add(default.target.lower())
         problems += _check_written_field(sobject, fields, default, create=True)
-    for name, field in fields.items():
+    for key, field in fields.items():
         required = (
             field.get("createable") and not field.get("nillable", True)
             and not field.get("defaultedOnCreate") and field.get("type") != "boolean"
         )
-        if required and name not in provided:
+        name = field["name"]
+        if required and key not in provided:
             problems.append(
                 f"{sobject}.{name} is required to create a {sobject}: add it to "
                 "write.create_defaults in the mapping"
@@ -266,8 +268,8 @@ class ValueChecker:
     def check(self, payload: Mapping[str, Any]) -> list[ValueProblem]:
         problems: list[ValueProblem] = []
         for name, value in payload.items():
-            described = self.fields.get(name)
-            if described is None or name == "Id":
+            described = self.fields.get(name.lower())
+            if described is None or name.lower() == "id":
                 continue
             problem = self._check_value(name, described, value)
             if problem is not None:
@@ -276,13 +278,14 @@ class ValueChecker:
 
     def check_create(self, payload: Mapping[str, Any]) -> list[ValueProblem]:
         """Fields Salesforce requires on create that the payload leaves empty."""
+        given = {name.lower(): value for name, value in payload.items()}
         return [
-            ValueProblem("PRECHECK_REQUIRED_FIELD_MISSING", name,
-                         f"{self.sobject}.{name} is required to create a {self.sobject}")
-            for name, field in self.fields.items()
+            ValueProblem("PRECHECK_REQUIRED_FIELD_MISSING", field["name"],
+                         f"{self.sobject}.{field['name']} is required to create a {self.sobject}")
+            for key, field in self.fields.items()
             if field.get("createable") and not field.get("nillable", True)
             and not field.get("defaultedOnCreate") and field.get("type") != "boolean"
-            and payload.get(name) in (None, "")
+            and given.get(key) in (None, "")
         ]
 
     def _check_value(self, name: str, field: Mapping[str, Any], value: Any) -> ValueProblem | None:

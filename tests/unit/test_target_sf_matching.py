@@ -268,3 +268,13 @@ def test_normalize_domain() -> None:
     assert normalize_domain("example.com") == "example.com"
     assert normalize_domain("  ") is None
     assert normalize_domain(None) is None
+
+
+def test_field_names_ignore_case_like_salesforce() -> None:
+    rows = [contact(1, "ada@example.com")]
+    mapping = contact_mapping(match=(MatchRule("email", "emailAddress", ("email",)),))
+    matcher = ObjectMatcher(FakeQueryClient(rows), mapping, CONTACT_DESCRIBE)
+
+    [result] = matcher.match(candidates([{"id": "u-1", "emailAddress": "ADA@example.com"}]))
+
+    assert result.ids == (f"003{1:015d}",)

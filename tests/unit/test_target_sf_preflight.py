@@ -179,3 +179,15 @@ def test_estimate_for_the_nightly_shape() -> None:
     # 25,000 users, Contact + Lead: 25 look-ups and 3 batches each at most.
     assert estimate_calls(25_000, 2, 1000, 10_000) == 2 * (25 + 2 + 4 * 3)
     assert estimate_calls(0, 2, 1000, 10_000) == 0
+
+
+def test_field_names_ignore_case_like_salesforce() -> None:
+    check_objects({"Contact": CONTACT}, [mapping(
+        FieldMapping("personalization_engagement_score__c", "engagementScore",
+                     (Conversion("number"),)),
+        match=(MatchRule("EMAIL", "emailAddress", ("email",)),),
+    )])
+    checker = ValueChecker("Contact", CONTACT)
+    assert [p.code for p in checker.check({"personalization_tier__c": "Platinum"})] == [
+        "PRECHECK_INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"]
+    assert checker.check_create({"lastname": "L"}) == []
