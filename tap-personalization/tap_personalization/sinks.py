@@ -66,5 +66,9 @@ class IgnoredSink(RecordSink):
             "Stream '%s' is not named in mapping_file %s: its records are counted as ignored "
             "and not sent to Personalization.", self.stream_name, target.mapping.path)
 
+    def get_validator(self) -> JSONSchemaValidator | None:
+        """No validation: the records are not used, so their shape cannot fail the run."""
+        return None
+
     def process_record(self, record: dict, context: dict) -> None:
         self.run.ignore(self.stream_name)

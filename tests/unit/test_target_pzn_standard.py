@@ -18,7 +18,7 @@ from singer_sdk.testing.runners import TargetTestRunner
 from tap_personalization.target import TargetPersonalization
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRATCH = Path(tempfile.gettempdir()) / "target-personalization-standard-tests"
+SCRATCH = Path(tempfile.mkdtemp(prefix="target-personalization-standard-"))  # per process
 CONFIG = {
     "base_url": "https://sandbox.us-1.evergage.com",
     "dataset": "engage",

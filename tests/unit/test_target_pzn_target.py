@@ -458,3 +458,26 @@ def test_host_key_fingerprint_forms() -> None:
     assert normalized_fingerprint("SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8=") == \
         expected
     assert normalized_fingerprint(" nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8 ") == expected
+
+
+def test_ignored_stream_records_are_never_validated_and_summary_reaches_ci(
+    api: FakeApi, inbound: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("# earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    config = make_config(tmp_path, inbound)
+    messages = [
+        {"type": "SCHEMA", "stream": "other", "key_properties": ["id"],
+         "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}},
+        {"type": "RECORD", "stream": "other", "record": {"id": "not a number"}},
+        schema("contacts", CONTACT_SCHEMA), contact(1, "ada@example.com"),
+    ]
+    run(config, messages, inbound, monkeypatch)
+    report = report_of(config)
+    assert report["streams"]["other"] == {"records": 1, "ignored": True}
+    assert report["objects"]["Contact"]["written"] == 1
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n## target-personalization run")
+    assert "| Contact | user | 1 | 1 |" in text
+    assert "Ignored streams (not in the mapping): other." in text
