@@ -4,6 +4,8 @@ It lives beside the data store's file (`api.db` next to `salesforce.db`) rather 
 it, so a slow bulk apply never holds a lock that an unrelated ledger write waits on, and so
 resetting the data and resetting the API state stay independent. Everything that grows with
 traffic (calls, batch payloads, per-record results) is kept here on disk, never in memory.
+Bulk API 2.0 query jobs keep their rendered CSV rows here too (`query_results`, 1,000 rows
+per chunk), so a result set can be served again for as long as its job exists.
 """
 
 from __future__ import annotations
@@ -57,6 +59,28 @@ CREATE TABLE IF NOT EXISTS results (
     body TEXT NOT NULL,
     PRIMARY KEY (batch_id, chunk)
 );
+CREATE TABLE IF NOT EXISTS query_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    operation TEXT NOT NULL,
+    object TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error_message TEXT,
+    api_version REAL NOT NULL,
+    column_delimiter TEXT NOT NULL,
+    line_ending TEXT NOT NULL,
+    header TEXT NOT NULL,
+    records_processed INTEGER NOT NULL DEFAULT 0,
+    processing_ms INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS query_results (
+    job INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (job, chunk)
+);
 """
 
 
@@ -104,3 +128,5 @@ class ApiDatabase:
             conn.execute("DELETE FROM jobs")
             conn.execute("DELETE FROM batches")
             conn.execute("DELETE FROM results")
+            conn.execute("DELETE FROM query_jobs")
+            conn.execute("DELETE FROM query_results")

@@ -34,7 +34,7 @@ def classify(method: str, path: str) -> str | None:
         return _bulk_kind(method, [p for p in bulk["rest"].split("/") if p])
     rest = _REST.match(path)
     if rest:
-        return _rest_kind([p for p in rest["rest"].split("/") if p])
+        return _rest_kind(method, [p for p in rest["rest"].split("/") if p])
     if path.startswith("/services/"):
         return "rest_other"
     return None
@@ -50,7 +50,11 @@ def _bulk_kind(method: str, parts: list[str]) -> str:
     return "bulk_result"  # .../result, .../request
 
 
-def _rest_kind(parts: list[str]) -> str:
+def _rest_kind(method: str, parts: list[str]) -> str:
+    if parts[:2] == ["jobs", "query"]:  # Bulk API 2.0 query jobs
+        if len(parts) > 3:  # jobs/query/{id}/results
+            return "bulk_result"
+        return "bulk_poll" if method == "GET" else "bulk_job"
     if parts[:1] in (["query"], ["queryAll"]):
         return "rest_query"
     if parts == ["limits"]:

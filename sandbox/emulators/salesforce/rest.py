@@ -41,7 +41,7 @@ def reply(body: Any, status: int = 200) -> Response:
     return Response(dumps(body), status=status, mimetype="application/json")
 
 
-def _error_reply(status: int, code: str, message: str, fields: list[str] | None = None
+def error_reply(status: int, code: str, message: str, fields: list[str] | None = None
                  ) -> Response:
     item: dict[str, Any] = {"message": message, "errorCode": code}
     if fields is not None:
@@ -51,12 +51,12 @@ def _error_reply(status: int, code: str, message: str, fields: list[str] | None 
 
 @blueprint.errorhandler(RestError)
 def _rest_error(exc: RestError) -> Response:
-    return _error_reply(exc.status, exc.code, exc.message, exc.fields)
+    return error_reply(exc.status, exc.code, exc.message, exc.fields)
 
 
 @blueprint.errorhandler(Refusal)
 def _refused(exc: Refusal) -> Response:
-    return _error_reply(exc.status, exc.code, exc.message)
+    return error_reply(exc.status, exc.code, exc.message)
 
 
 @blueprint.errorhandler(QueryRefused)
@@ -64,7 +64,7 @@ def _refused(exc: Refusal) -> Response:
 def _query_refused(exc: QueryRefused | SoqlError) -> Response:
     status = 404 if exc.code == "NOT_FOUND" else 400
     message = NOT_FOUND_MESSAGE if exc.code == "NOT_FOUND" else exc.message
-    return _error_reply(status, exc.code, message)
+    return error_reply(status, exc.code, message)
 
 
 def _bearer() -> str | None:
@@ -73,8 +73,12 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() in ("bearer", "oauth") and token.strip() else None
 
 
-def _enter(version: str, *, always_serve: bool = False) -> str:
-    """Validate the version, the session and the allowance; returns the bare version."""
+def enter(version: str, *, always_serve: bool = False) -> str:
+    """Validate the version, the session and the allowance; returns the bare version.
+
+    Public because Bulk API 2.0 (`bulk2_query`) lives under the same REST base and
+    refuses calls exactly as REST does.
+    """
     bare = parse_version(version, prefix="v")
     if bare is None:
         raise RestError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
@@ -90,7 +94,7 @@ def versions() -> Response:
 
 @blueprint.get("/<version>", strict_slashes=False)
 def resources(version: str) -> Response:
-    bare = _enter(version)
+    bare = enter(version)
     base = f"/services/data/v{bare}"
     return reply({name: f"{base}/{name}" for name in ("limits", "query", "queryAll",
                                                       "sobjects")})
@@ -98,7 +102,7 @@ def resources(version: str) -> Response:
 
 @blueprint.get("/<version>/limits", strict_slashes=False)
 def limits(version: str) -> Response:
-    _enter(version, always_serve=True)
+    enter(version, always_serve=True)
     return reply(current().limits.as_json())
 
 
@@ -121,7 +125,7 @@ def _query_reply(page: Any, bare: str, endpoint: str) -> Response:
 
 
 def _first_page(version: str, endpoint: str) -> Response:
-    bare = _enter(version)
+    bare = enter(version)
     soql = request.args.get("q")
     if not soql:
         raise RestError(400, "MALFORMED_QUERY", "A query string has to be specified")
@@ -133,7 +137,7 @@ def _first_page(version: str, endpoint: str) -> Response:
 
 
 def _next_page(version: str, locator: str, endpoint: str) -> Response:
-    bare = _enter(version)
+    bare = enter(version)
     requested = _batch_size_option()
     page = current().cursors.next_page(
         locator, None if requested is None else clamp_batch_size(requested, MAX_BATCH))
@@ -162,19 +166,19 @@ def query_all_more(version: str, locator: str) -> Response:
 
 @blueprint.get("/<version>/sobjects", strict_slashes=False)
 def describe_global(version: str) -> Response:
-    _enter(version)
+    enter(version)
     return reply(current().store.describe_global())
 
 
 @blueprint.get("/<version>/sobjects/<sobject>/describe", strict_slashes=False)
 def describe(version: str, sobject: str) -> Response:
-    _enter(version)
+    enter(version)
     return reply(current().store.describe(sobject))
 
 
 @blueprint.get("/<version>/sobjects/<sobject>", strict_slashes=False)
 def basic_info(version: str, sobject: str) -> Response:
-    bare = _enter(version)
+    bare = enter(version)
     full = current().store.describe(sobject)
     keys = ("name", "label", "keyPrefix", "createable", "updateable", "deletable",
             "queryable", "custom")
@@ -212,7 +216,7 @@ def _apply_one(operation: str, sobject: str, record: dict[str, Any]) -> dict[str
 
 @blueprint.post("/<version>/sobjects/<sobject>", strict_slashes=False)
 def create(version: str, sobject: str) -> Response:
-    _enter(version)
+    enter(version)
     body = _json_object()
     if "Id" in body:
         raise RestError(400, "INVALID_FIELD_FOR_INSERT_UPDATE",
@@ -231,7 +235,7 @@ def _checked_id(record_id: str) -> str:
 
 @blueprint.get("/<version>/sobjects/<sobject>/<record_id>")
 def read(version: str, sobject: str, record_id: str) -> Response:
-    bare = _enter(version)
+    bare = enter(version)
     state = current()
     describe = state.store.describe(sobject)
     known = {field["name"].lower(): field["name"] for field in describe["fields"]}
@@ -254,7 +258,7 @@ def read(version: str, sobject: str, record_id: str) -> Response:
 
 @blueprint.patch("/<version>/sobjects/<sobject>/<record_id>")
 def update(version: str, sobject: str, record_id: str) -> Response:
-    _enter(version)
+    enter(version)
     body = _json_object()
     body.pop("Id", None)
     _apply_one("update", sobject, {"Id": _checked_id(record_id), **body})
@@ -263,12 +267,12 @@ def update(version: str, sobject: str, record_id: str) -> Response:
 
 @blueprint.delete("/<version>/sobjects/<sobject>/<record_id>")
 def delete(version: str, sobject: str, record_id: str) -> Response:
-    _enter(version)
+    enter(version)
     _apply_one("delete", sobject, {"Id": _checked_id(record_id)})
     return Response(status=204)
 
 
 @blueprint.route("/<version>/<path:rest>", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
 def unknown(version: str, rest: str) -> Response:
-    _enter(version)
+    enter(version)
     raise RestError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
