@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from emulators.salesforce import admin, bulk, oauth, rest, soap
+from emulators.salesforce import admin, bulk, bulk2_query, oauth, rest, soap
 from emulators.salesforce.apidb import ApiDatabase
 from emulators.salesforce.bulk_jobs import BulkJobs
 from emulators.salesforce.bulk_worker import BulkWorker
@@ -71,4 +71,5 @@ def create_app(data_dir: Path) -> Flask:
 
     app.gateway = Gateway(app.wsgi_app, state.ledger, faults)
     state.worker.start()
+    bulk2_query.install(app, state)
     return app
