@@ -1,0 +1,133 @@
+"""The product's performance claims, checked against one size's results and across sizes.
+
+Per size: throughput against target-csv, API calls against the theoretical minimum, peak
+RSS under the budget, tap rate against a bare HTTP loop. Across sizes (growth): time per
+record stays level (linear time), peak RSS stays level from 100k up (flat memory), and polls
+follow the sandbox's processing time rather than the record count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+THROUGHPUT_FLOOR = 0.5
+RSS_BUDGET_MB = 300.0
+RSS_BUDGET_SIZE = 1_000_000
+FLAT_FROM_SIZE = 100_000
+FLAT_TOLERANCE = 0.15  # peak RSS may grow this share from 100k to 1M and still be "flat"
+LINEAR_TOLERANCE = 0.30  # time per record may grow this share across sizes
+
+
+def _goal(name: str, value: Any, met: bool | None, note: str = "") -> dict[str, Any]:
+    return {"goal": name, "value": value, "met": met, "note": note}
+
+
+def _ok(paths: dict[str, Any], name: str) -> dict[str, Any] | None:
+    result = paths.get(name)
+    return result if result and result.get("status") == "ok" else None
+
+
+def _peak_rss(paths: dict[str, Any]) -> dict[str, float]:
+    peaks: dict[str, float] = {}
+    if target := _ok(paths, "target"):
+        peaks["target-salesforce-crm"] = target["target_salesforce_crm"]["peak_rss_max_mb"]
+    if tap := _ok(paths, "tap"):
+        peaks["tap-personalization"] = tap["tap_personalization"]["peak_rss_max_mb"]
+    if reverse := _ok(paths, "reverse"):
+        peaks["tap-salesforce-crm"] = reverse["tap_salesforce_crm"]["peak_rss_max_mb"]
+        peaks["target-personalization"] = reverse["target_personalization"]["peak_rss_max_mb"]
+    return peaks
+
+
+def per_size(size: int, paths: dict[str, Any]) -> list[dict[str, Any]]:
+    goals = []
+    if target := _ok(paths, "target"):
+        ratios = target["ratios"]
+        goals.append(_goal(
+            "target-salesforce-crm >= 0.5x target-csv throughput", ratios["vs_target_csv_net"],
+            ratios["vs_target_csv_net"] is not None
+            and ratios["vs_target_csv_net"] >= THROUGHPUT_FLOOR,
+            f"net of sandbox CPU; wall {ratios['vs_target_csv_wall']}x, "
+            f"CPU {ratios['vs_target_csv_cpu']}x"))
+        calls = target["api_calls"]
+        goals.append(_goal(
+            "target-salesforce-crm API calls = minimum + polls",
+            f"{calls['actual_total'] - calls['polls']} vs {calls['minimum_total']} "
+            f"(+{calls['polls']} polls)",
+            calls["at_minimum"],
+            "excess: " + ", ".join(f"{kind} {count:+d}" for kind, count in
+                                  calls["excess"].items()) if calls["excess"] else ""))
+    if tap := _ok(paths, "tap"):
+        ratio = tap["ratios"]["vs_bare_wall"]
+        goals.append(_goal("tap-personalization >= 0.5x bare HTTP loop", ratio,
+                           ratio is not None and ratio >= THROUGHPUT_FLOOR,
+                           f"net of sandbox CPU {tap['ratios']['vs_bare_net']}x"))
+        calls = tap["api_calls"]
+        goals.append(_goal("tap-personalization API calls = minimum",
+                           f"{calls['actual_total']} vs {calls['minimum_total']}",
+                           calls["at_minimum"]))
+    if reverse := _ok(paths, "reverse"):
+        calls = reverse["api_calls"]["salesforce"]
+        goals.append(_goal(
+            "tap-salesforce-crm API calls = minimum",
+            f"{calls['actual_total']} vs {calls['minimum_total']}", calls["at_minimum"],
+            "excess: " + ", ".join(f"{kind} {count:+d}" for kind, count in
+                                  calls["excess"].items()) if calls["excess"] else ""))
+    for plugin, peak in _peak_rss(paths).items():
+        binding = size >= RSS_BUDGET_SIZE
+        goals.append(_goal(f"{plugin} peak RSS < 300 MB", f"{peak:.0f} MB",
+                           peak < RSS_BUDGET_MB,
+                           "" if binding else "the budget is set for 1M records"))
+    return goals
+
+
+def _series(results: dict[int, dict[str, Any]], path: str,
+            pick: Any) -> dict[int, float]:
+    series = {}
+    for size, result in sorted(results.items()):
+        section = _ok(result["paths"], path)
+        if section:
+            series[size] = pick(section)
+    return series
+
+
+def growth(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per plugin: µs per record and peak RSS by size, and whether each stays level."""
+    metrics = {
+        "target-salesforce-crm": ("target", lambda s: s["target_salesforce_crm"]),
+        "target-csv": ("target", lambda s: s["target_csv"]),
+        "tap-personalization": ("tap", lambda s: s["tap_personalization"]),
+        "tap-salesforce-crm": ("reverse", lambda s: s["tap_salesforce_crm"]),
+        "target-personalization": ("reverse", lambda s: s["target_personalization"]),
+    }
+    table: dict[str, Any] = {}
+    for plugin, (path, pick) in metrics.items():
+        cpu_us = _series(results, path, lambda s, pick=pick:
+                         pick(s)["cpu_s"] / s["records"] * 1e6)
+        wall_us = _series(results, path, lambda s, pick=pick:
+                          pick(s)["wall_s"] / s["records"] * 1e6)
+        rss = _series(results, path, lambda s, pick=pick: pick(s)["peak_rss_max_mb"])
+        if not rss:
+            continue
+        table[plugin] = {
+            "cpu_us_per_record": {size: round(v, 1) for size, v in cpu_us.items()},
+            "wall_us_per_record": {size: round(v, 1) for size, v in wall_us.items()},
+            "peak_rss_mb": rss,
+            "linear_time": _level(cpu_us, LINEAR_TOLERANCE,
+                                  FLAT_FROM_SIZE if FLAT_FROM_SIZE in cpu_us else min(cpu_us)),
+            "flat_memory": _level(rss, FLAT_TOLERANCE, FLAT_FROM_SIZE),
+        }
+    table["target-salesforce-crm polls"] = {
+        "polls": _series(results, "target", lambda s: s["api_calls"]["polls"]),
+        "server_batch_s": _series(results, "target",
+                                  lambda s: s["bulk"]["server_batch_s"][0]),
+        "records": _series(results, "target", lambda s: s["records"]),
+    }
+    return table
+
+
+def _level(series: dict[int, float], tolerance: float, from_size: int) -> bool | None:
+    """True when the largest size's value is within `tolerance` of the value at from_size."""
+    if from_size not in series or max(series) == from_size:
+        return None
+    return series[max(series)] <= series[from_size] * (1 + tolerance)

@@ -1,0 +1,120 @@
+"""Run plugins as child processes and measure each one on its own.
+
+Every command runs under `rusage_wrapper.py`, which forks it and reads its rusage with
+`os.wait4` when it ends: CPU time and peak RSS of exactly that process (see the wrapper for
+why the harness cannot fork the plugins itself), no polling, nothing inside the plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+WRAPPER = Path(__file__).with_name("rusage_wrapper.py")
+DEFAULT_TIMEOUT_S = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one child cost: wall time, CPU time (user + system) and peak RSS."""
+
+    wall_s: float
+    user_s: float
+    sys_s: float
+    peak_rss_mb: float
+    returncode: int
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "cpu_s": round(self.cpu_s, 3)}
+
+
+class ChildFailed(RuntimeError):
+    """A measured child exited non-zero; the message ends with the tail of its log."""
+
+
+def tail(path: Path, lines: int = 8) -> str:
+    """The last lines of a child's log, for a failure message that says what went wrong."""
+    if not path.exists():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 16_384))
+        text = handle.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wrapped(cmd: Sequence[str], log: Path) -> tuple[list[str], Path]:
+    usage_file = log.with_suffix(".usage.json")
+    usage_file.unlink(missing_ok=True)
+    return [sys.executable, "-S", "-I", str(WRAPPER), str(usage_file), *cmd], usage_file
+
+
+def _watchdog(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> threading.Timer:
+    """Stop only the children this run started once the time bound is over."""
+
+    def _stop() -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()  # the wrapper forwards it to the plugin
+
+    timer = threading.Timer(timeout_s, _stop)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _result(cmd: Sequence[str], usage_file: Path, log: Path, returncode: int) -> Usage:
+    if returncode or not usage_file.exists():
+        raise ChildFailed(f"{Path(cmd[0]).name} exited {returncode} (log {log}):\n{tail(log)}")
+    return Usage(**json.loads(usage_file.read_text()))
+
+
+def run(cmd: Sequence[str], *, log: Path, stdin: Path | None = None,
+        stdout: Path | None = None, env: dict[str, str] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S) -> Usage:
+    """Run one child (stdin from a file, stdout to a file or /dev/null) and measure it."""
+    wrapped, usage_file = _wrapped(cmd, log)
+    with (open(stdin or os.devnull, "rb") as source,
+          open(stdout or os.devnull, "wb") as sink,
+          log.open("wb") as errors):
+        proc = subprocess.Popen(wrapped, stdin=source, stdout=sink, stderr=errors, env=env)
+        timer = _watchdog([proc], timeout_s)
+        try:
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+    return _result(cmd, usage_file, log, returncode)
+
+
+def pipeline(producer: Sequence[str], consumer: Sequence[str], *, logs: tuple[Path, Path],
+             env: dict[str, str] | None = None,
+             timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Usage, Usage]:
+    """`producer | consumer`, as Meltano runs a tap into a target; each measured alone."""
+    first_cmd, first_usage = _wrapped(producer, logs[0])
+    second_cmd, second_usage = _wrapped(consumer, logs[1])
+    with (open(os.devnull, "rb") as nothing, open(os.devnull, "wb") as sink,
+          logs[0].open("wb") as producer_log, logs[1].open("wb") as consumer_log):
+        first = subprocess.Popen(first_cmd, stdin=nothing, stdout=subprocess.PIPE,
+                                 stderr=producer_log, env=env)
+        assert first.stdout is not None
+        second = subprocess.Popen(second_cmd, stdin=first.stdout, stdout=sink,
+                                  stderr=consumer_log, env=env)
+        first.stdout.close()  # the consumer holds the only reading end now
+        timer = _watchdog([first, second], timeout_s)
+        try:
+            first_code, second_code = first.wait(), second.wait()
+        finally:
+            timer.cancel()
+    # The consumer first: when it dies, the producer only reports a broken pipe.
+    consumed = _result(consumer, second_usage, logs[1], second_code)
+    return _result(producer, first_usage, logs[0], first_code), consumed

@@ -1,0 +1,106 @@
+"""The two emulators as separate processes on free ports, as the plugins meet them.
+
+Started with the same command line as `sandbox start` (`python -m emulators.cli serve`),
+each on its own data folder copy, so a benchmark never touches `.sandbox/` or a test's
+servers. The server's CPU time is read from /proc so the report can show how much of a
+run's wall time the sandbox itself spent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One running emulator and its administration endpoints (never part of the API)."""
+
+    name: str
+    url: str
+    ca_bundle: str
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = requests.request(method, f"{self.url}/__admin/{path.lstrip('/')}",
+                                  verify=self.ca_bundle, timeout=600, **kwargs)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def ledger(self, limit: int = 100_000) -> dict[str, Any]:
+        return self.admin("GET", "ledger", params={"limit": str(limit)})
+
+    def clear_ledger(self) -> None:
+        self.admin("DELETE", "ledger")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process, all threads (bulk worker included)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _wait_ready(server: Server, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the {server.name} sandbox exited during start-up; see {log}")
+        try:
+            if requests.get(f"{server.url}/__admin/health", verify=server.ca_bundle,
+                            timeout=2).ok:
+                return
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+def _stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@contextmanager
+def running(data_dir: Path, names: tuple[str, ...] = ("salesforce", "personalization"),
+            ) -> Iterator[dict[str, Server]]:
+    """Start the named emulators on `data_dir` (certificates already in it); stop them after."""
+    ca = str(data_dir / "ca.pem")
+    servers: dict[str, Server] = {}
+    try:
+        for name in names:
+            port = free_port()
+            log = data_dir / f"{name}.log"
+            with log.open("ab") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "emulators.cli", "--data-dir", str(data_dir),
+                     "serve", name, "--port", str(port)],
+                    stdout=out, stderr=out)
+            servers[name] = Server(name, f"https://127.0.0.1:{port}", ca, process)
+            _wait_ready(servers[name], log)
+        yield servers
+    finally:
+        for server in servers.values():
+            _stop(server)

@@ -1,0 +1,150 @@
+"""Path 1 and its floors: the `users` stream into target-salesforce-crm, target-csv, a parser.
+
+The three consumers run interleaved (target, target-csv, parse, target, …) so that a change
+in machine load hits all of them alike. For the target, the Salesforce sandbox's own CPU
+time during the run is subtracted to give the plugin's net time: the emulator's SQLite work
+stands in for Salesforce's servers, which a real run does not pay for on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from emulators import defaults
+
+from harness import minimum, plugins, procs
+from harness.bulk_timing import bulk_timing
+from harness.context import Context
+from harness.sandbox import Server
+from harness.stats import median_of, median_usage, rate, ratio
+
+PARSE_FLOOR = Path(__file__).with_name("parse_floor.py")
+WRITTEN = "Personalization_User_Id__c != null"
+
+
+def _written_contacts(sf: Server) -> int:
+    """Contacts the sync wrote (they carry the Personalization user id), per the sandbox."""
+    return len(sf.admin("GET", "records/Contact", params={"fields": "Id", "where": WRITTEN}))
+
+
+def _target_run(ctx: Context, index: int) -> dict[str, Any]:
+    sf = ctx.salesforce
+    output = ctx.scratch / f"target-out-{index}"
+    shutil.rmtree(output, ignore_errors=True)
+    config = plugins.write_config(
+        ctx.scratch / "target-salesforce-crm.json",
+        plugins.target_salesforce_config(sf.url, sf.ca_bundle, output))
+    sf.admin("POST", "limits",
+             json={"DailyApiRequests": {"Remaining": defaults.SF_DAILY_API_REQUESTS}})
+    sf.clear_ledger()
+    cpu_before = sf.cpu_seconds()
+    usage = procs.run([str(plugins.executable("target-salesforce-crm")), "--config",
+                       str(config)], stdin=ctx.users_stream.path,
+                      log=ctx.scratch / f"target-salesforce-crm-{index}.log")
+    sandbox_cpu = round(sf.cpu_seconds() - cpu_before, 3)
+    ledger = sf.ledger()
+    report = json.loads((output / "report.json").read_text())
+    net = max(usage.wall_s - sandbox_cpu, usage.cpu_s)
+    return {
+        **usage.as_json(), "sandbox_cpu_s": sandbox_cpu, "net_wall_s": round(net, 3),
+        "api_calls": dict(ledger["by_kind"]), "calls": ledger["calls"],
+        "bulk": bulk_timing(sf.url, sf.ca_bundle, ledger["calls"]),
+        "report": {"status": report.get("status"), "objects": report.get("objects", {})},
+    }
+
+
+def _csv_run(ctx: Context, index: int) -> dict[str, Any]:
+    folder = ctx.scratch / f"csv-out-{index}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    config = plugins.write_config(ctx.scratch / "target-csv.json", {"output_path": str(folder)})
+    usage = procs.run([str(plugins.target_csv()), "--config", str(config)],
+                      stdin=ctx.users_stream.path, log=ctx.scratch / f"target-csv-{index}.log")
+    rows = 0
+    for written in folder.glob("*.csv"):
+        with written.open("rb") as handle:
+            rows += sum(1 for _ in handle) - 1  # header
+    shutil.rmtree(folder)
+    return {**usage.as_json(), "rows_written": rows}
+
+
+def _parse_run(ctx: Context, index: int) -> dict[str, Any]:
+    out = ctx.scratch / f"parse-{index}.json"
+    usage = procs.run([sys.executable, str(PARSE_FLOOR), str(ctx.users_stream.path)], stdout=out,
+                      log=ctx.scratch / f"parse-{index}.log")
+    return {**usage.as_json(), "records": json.loads(out.read_text())["records"]}
+
+
+def _summary(runs: list[dict[str, Any]], records: int, *, net: bool = False) -> dict[str, Any]:
+    summary: dict[str, Any] = median_usage(runs)
+    summary["records_per_s"] = rate(records, summary["wall_s"])
+    summary["records_per_cpu_s"] = rate(records, summary["cpu_s"])
+    if net:
+        for key in ("sandbox_cpu_s", "net_wall_s"):
+            summary[key] = median_of(runs, key)
+        summary["net_records_per_s"] = rate(records, summary["net_wall_s"])
+    return summary
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    sf = ctx.salesforce
+    records = ctx.users_stream.records
+    written_before = _written_contacts(sf)
+    target_runs, csv_runs, parse_runs = [], [], []
+    written_after = 0
+    for index in range(ctx.repeat):
+        target_runs.append(_target_run(ctx, index))
+        if index == 0:
+            written_after = _written_contacts(sf)
+        csv_runs.append(_csv_run(ctx, index))
+        parse_runs.append(_parse_run(ctx, index))
+
+    target = _summary(target_runs, records, net=True)
+    csv = _summary(csv_runs, records)
+    parse = _summary(parse_runs, records)
+    contact = target_runs[0]["report"]["objects"].get("Contact", {})
+    matched = int(contact.get("matched", 0))
+    calls = minimum.compare(target_runs[0]["api_calls"],
+                            minimum.target_minimum({"Contact": ctx.users_stream.with_email},
+                                                   {"Contact": matched}),
+                            target_runs[0]["calls"])
+    for run_result in target_runs:
+        del run_result["calls"]  # thousands of lines at 1M; the summary above keeps counts
+    return {
+        "status": "ok",
+        "records": records,
+        "outcome": {
+            "report_status": target_runs[0]["report"]["status"],
+            "candidates": contact.get("candidates"), "matched": matched,
+            "updated": contact.get("updated"), "unmatched": contact.get("unmatched"),
+            "ambiguous": contact.get("ambiguous"), "rejected": contact.get("rejected"),
+            "sandbox_contacts_written_before": written_before,
+            "sandbox_contacts_written_after": written_after,
+            "csv_rows_written": csv_runs[0]["rows_written"],
+            "parse_records": parse_runs[0]["records"],
+        },
+        "target_salesforce_crm": target,
+        "target_csv": csv,
+        "parse": parse,
+        "ratios": {
+            "vs_target_csv_wall": ratio(target["records_per_s"], csv["records_per_s"]),
+            "vs_target_csv_net": ratio(target["net_records_per_s"], csv["records_per_s"]),
+            "vs_target_csv_cpu": ratio(target["records_per_cpu_s"], csv["records_per_cpu_s"]),
+            "vs_parse_wall": ratio(target["records_per_s"], parse["records_per_s"]),
+            "vs_parse_net": ratio(target["net_records_per_s"], parse["records_per_s"]),
+        },
+        "api_calls": calls,
+        "bulk": {
+            "polls": [run["api_calls"].get("bulk_poll", 0) for run in target_runs],
+            "server_batch_s": [run["bulk"]["server_batch_s"] for run in target_runs],
+            "notice_latency_s": [run["bulk"]["notice_latency_s"] for run in target_runs],
+            "jobs": target_runs[0]["bulk"]["jobs"],
+            "batches": target_runs[0]["bulk"]["batches"],
+        },
+        "runs": {"target_salesforce_crm": target_runs, "target_csv": csv_runs,
+                 "parse": parse_runs},
+    }
