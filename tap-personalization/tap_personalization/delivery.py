@@ -134,6 +134,9 @@ class SftpFolder:
         self.max_tries = int(config.get("max_retries") or 8)
         self._config = config
         self.staging_dir = Path(tempfile.mkdtemp(prefix="target-personalization-"))
+        # asyncssh logs every channel and SFTP request at INFO; the run logs one line per
+        # delivery instead, and asyncssh's warnings still come through.
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
         self.uploads = 0
 
     def describe(self) -> str:
