@@ -16,8 +16,6 @@ import json
 import sqlite3
 from typing import Any
 
-from emulators.personalization.store import IDENTITY_COLUMNS
-
 _FIND = {
     "emailAddress": "SELECT id FROM users WHERE email = ? ORDER BY id LIMIT 2",
     "sfcrmContactId": "SELECT id FROM users WHERE sfcrm_contact_id = ? ORDER BY id LIMIT 2",
@@ -139,5 +137,3 @@ def remove_membership(conn: sqlite3.Connection, user_id: str, segment_id: str) -
     conn.execute("DELETE FROM user_segments WHERE user_id = ? AND segment_id = ?",
                  (user_id, segment_id))
 
-
-IDENTITY_NAMES = tuple(IDENTITY_COLUMNS)
