@@ -41,6 +41,7 @@ FIRST_VERSION = 47  # query jobs exist from API 47.0 on
 CHUNK_ROWS = 1_000
 DEFAULT_MAX_RECORDS = 100_000
 IDLE_POLL_SECONDS = 0.5
+DELAY_CHECK_SECONDS = 0.05  # how soon an abort ends an injected processing delay
 UPLOAD_COMPLETE, IN_PROGRESS, JOB_COMPLETE, FAILED, ABORTED = (
     "UploadComplete", "InProgress", "JobComplete", "Failed", "Aborted")
 RUNNING = (UPLOAD_COMPLETE, IN_PROGRESS)
@@ -201,6 +202,10 @@ class QueryJobs:
             "UPDATE query_jobs SET state = ?, modified = ? WHERE seq = ? AND state = ?",
             (IN_PROGRESS, timestamp(), seq, UPLOAD_COMPLETE)))
 
+    def in_progress(self, seq: int) -> bool:
+        row = self._db.one("SELECT state FROM query_jobs WHERE seq = ?", (seq,))
+        return row is not None and row["state"] == IN_PROGRESS
+
     def add_chunk(self, seq: int, chunk: int, lines: list[str]) -> bool:
         """Store one chunk of rendered rows; False (nothing stored) if the job stopped running."""
         with self._db.transaction() as conn:
@@ -302,11 +307,20 @@ class QueryJobWorker:
                 self._jobs.finish(pending.seq, FAILED, _elapsed_ms(started),
                                   f"InternalServerError : {type(exc).__name__}: {exc}")
 
+    def _delay(self, seq: int) -> bool:
+        """Sit out `batch_delay_seconds`; False as soon as the job is aborted or deleted."""
+        deadline = time.monotonic() + self._faults.settings.batch_delay_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(left, DELAY_CHECK_SECONDS)):
+                return False
+            if not self._jobs.in_progress(seq):
+                return False
+        return True
+
     def _process(self, pending: _Pending, started: float) -> None:
         if not self._jobs.start(pending.seq):
             return
-        delay = self._faults.settings.batch_delay_seconds
-        if delay and self._stop.wait(delay):
+        if not self._delay(pending.seq):
             return
         if self._faults.take_failed_batch():
             self._jobs.finish(pending.seq, FAILED, _elapsed_ms(started), FAULT_MESSAGE)
