@@ -98,7 +98,7 @@ class SyncRun:
         self.page_size = int(config.get("page_size") or DEFAULT_PAGE_SIZE)
         self.compressed = bool(config.get("gzip"))
         self._count_lock = threading.Lock()
-        self._workdir = tempfile.TemporaryDirectory(prefix="target-personalization-")
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._client: PersonalizationClient | None = None
         self._index: IdentityIndex | None = None
         self._sender: EventSender | None = None
@@ -158,9 +158,16 @@ class SyncRun:
     # --- identity index ----------------------------------------------------------------------
 
     @property
+    def workdir(self) -> Path:
+        """Scratch space on disk (identity index, queued segment changes), made on first use."""
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="target-personalization-")
+        return Path(self._workdir.name)
+
+    @property
     def index(self) -> IdentityIndex:
         if self._index is None:
-            self._index = IdentityIndex(Path(self._workdir.name), self.identity_attributes)
+            self._index = IdentityIndex(self.workdir, self.identity_attributes)
         return self._index
 
     def _users_index(self) -> IdentityIndex:
@@ -322,7 +329,7 @@ class SyncRun:
         """Kept on disk until the checkpoint: by then this checkpoint's user changes (and the
         links they add) are known, whatever order the streams came in."""
         if self._segment_queue is None:
-            path = Path(self._workdir.name) / "segment-changes.jsonl"
+            path = self.workdir / "segment-changes.jsonl"
             self._segment_queue = path.open("w+", encoding="utf-8")
         line = [change.stream, change.key, change.segment_id, change.update,
                 [list(pair) for pair in change.identities]]
@@ -435,5 +442,6 @@ class SyncRun:
             self._destination.close()
         if self.rejects is not None:
             self.rejects.close()
-        self._workdir.cleanup()
+        if self._workdir is not None:
+            self._workdir.cleanup()
 

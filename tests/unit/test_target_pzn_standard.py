@@ -9,6 +9,7 @@ straight into the target (no connection check, no network), so they run offline.
 from __future__ import annotations
 
 import importlib.resources
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -40,7 +41,8 @@ def test_standard_streams_are_reported_as_ignored(tmp_path: Path) -> None:
     """A standard stream file leaves a report naming its stream as ignored, nothing delivered."""
     runner = TargetTestRunner(
         TargetPersonalization, config={**CONFIG, "output_dir": str(tmp_path)},
-        input_filepath=importlib.resources.files(target_test_streams) / "camelcase.singer")
+        input_io=io.StringIO(
+            (importlib.resources.files(target_test_streams) / "camelcase.singer").read_text()))
     runner.sync_all()
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "succeeded"
