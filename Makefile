@@ -29,9 +29,10 @@ export PATH := $(BIN):$(PATH)
 
 PACKAGE_FILES := requirements-dev.txt $(wildcard */pyproject.toml)
 
-.PHONY: help demo test lint bench sandbox-start sandbox-stop clean
+.PHONY: help install demo test lint bench sandbox-start sandbox-stop clean
 
 help:
+	@echo "make install - set up .venv and the Meltano plugins (both commands below do it too)"
 	@echo "make demo   - install, start the sandboxes, run both sync directions, print what changed"
 	@echo "make test   - install and run the whole test suite (unit, sandbox, integration, e2e)"
 	@echo "make bench  - benchmarks (BENCH_ARGS='--size 10k,100k'), results in bench/"
