@@ -63,13 +63,18 @@ API_REJECTED = "api_rejected"
 
 @dataclass(frozen=True)
 class UserChange:
-    """Attribute values for the user that `identities` find (value None: clear it)."""
+    """Attribute values for the user that `identities` find (value None: clear it).
+
+    `normalizers` names, per identity value, the normalisers of its rule: the identity check
+    compares Personalization's values through the same ones.
+    """
 
     stream: str
     sobject: str
     key: str
     identities: tuple[tuple[str, str], ...]
     values: dict[str, Any]
+    normalizers: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,20 +238,24 @@ class RecordMapper:
             return Refusal(stream, obj.sobject, key, REJECTED, problem.reason, str(problem))
         if obj.target == "account":
             return self._account(stream, obj, record, key, values)
-        identities = []
-        for attribute, value in obj.identities(record):
-            if attribute not in self.identity_attributes:
-                continue  # refused at start-up; never reached with a checked configuration
+        identities: list[tuple[str, str]] = []
+        normalizers: list[tuple[str, ...]] = []
+        for rule in obj.identity:
+            value = rule.key(record)
+            if rule.attribute not in self.identity_attributes or value is None:
+                continue  # an unknown attribute is refused at start-up
             try:
-                if checked_value(attribute, value) is not None:
-                    identities.append((attribute, value))
+                checked_value(rule.attribute, value)
             except ValueProblem as problem:
                 return Refusal(stream, obj.sobject, key, REJECTED, problem.reason, str(problem))
+            identities.append((rule.attribute, value))
+            normalizers.append(tuple(rule.normalize))
         if not identities:
             sources = ", ".join(rule.source for rule in obj.identity)
             return Refusal(stream, obj.sobject, key, UNMATCHED, NO_IDENTITY,
                            f"no identity value: {sources} are all empty")
-        return UserChange(stream, obj.sobject, key, tuple(identities), values)
+        return UserChange(stream, obj.sobject, key, tuple(identities), values,
+                          tuple(normalizers))
 
     def _values(self, obj: ReverseObjectMapping, record: Mapping[str, Any]) -> dict[str, Any]:
         values, problems = obj.map_record(record)
@@ -311,6 +320,22 @@ class RecordMapper:
                            "no identity value: ContactId and LeadId are both empty")
         update = "Remove" if record.get("IsDeleted") is True else "Add"
         return SegmentChange(stream, key, segment, update, identities)
+
+
+def identity_lookups(
+    mapping: ReverseMapping, identity_attributes: tuple[str, ...]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Every (attribute, normalisers) pair a user is looked up by: the user objects' identity
+    rules, plus the plain CRM ids campaign members name their person by."""
+    lookups: dict[tuple[str, tuple[str, ...]], None] = {}
+    for obj in mapping.objects:
+        if obj.enabled and obj.target == "user":
+            lookups.update(((rule.attribute, tuple(rule.normalize)), None)
+                           for rule in obj.identity if rule.attribute in identity_attributes)
+    if mapping.segments is not None:
+        lookups.update(((attribute, ()), None) for _, attribute in MEMBER_IDENTITIES
+                       if attribute in identity_attributes)
+    return list(lookups)
 
 
 def mapping_problems(mapping: ReverseMapping, identity_attributes: tuple[str, ...]) -> list[str]:

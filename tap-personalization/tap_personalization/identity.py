@@ -5,11 +5,13 @@ when over 10 % of its rows name nobody. So rows are only written for users and a
 exist: the users and accounts exports are read once (on first need) into an on-disk SQLite
 index of identity values, which keeps memory flat for millions of users.
 
-Resolution follows the API's own identity rule, so both delivery modes decide alike: values
-compare exactly (case-sensitive); every identity value that finds a user must find the same
-single one; values that find nobody are then stored on that user (they become its links, e.g.
-the `sfcrmContactId` of a user so far known by e-mail). Links written in this run are learnt at
-once, so a later campaign member of the same contact finds its user.
+Resolution follows the API's own identity rule, with the mapping's normalisers applied to
+both sides (an identity rule `normalize: [email]` finds "Ada@Example.com" for a CRM
+"ada@example.com"; without normalisers values compare exactly, as the API does): every
+identity value that finds a user must find the same single one; values that find nobody are
+then stored on that user (they become its links, e.g. the `sfcrmContactId` of a user so far
+known by e-mail). Links written in this run are learnt at once, so a later campaign member of
+the same contact finds its user.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from crm_sync_mapping.normalize import apply_normalizers
 
 from tap_personalization.changes import (
     AMBIGUOUS_IDENTITY,
@@ -31,7 +35,14 @@ from tap_personalization.changes import (
 
 #: `export_page(export, page=, page_size=)` of `PersonalizationClient`.
 PageReader = Callable[..., list[Any]]
+#: How one identity value is compared: the attribute and the normalisers of its rule.
+Lookup = tuple[str, tuple[str, ...]]
 INSERT_CHUNK = 1000
+
+
+def lookup_key(lookup: Lookup) -> str:
+    attribute, normalizers = lookup
+    return f"{attribute}|{','.join(normalizers)}"
 
 
 @dataclass(frozen=True)
@@ -81,14 +92,15 @@ def identity_values(
 
 
 class IdentityIndex:
-    """Identity values of the dataset's users and the ids of its accounts, on disk."""
+    """Identity values of the dataset's users (one row per lookup) and its account ids, on disk."""
 
-    def __init__(self, directory: Path, identity_attributes: tuple[str, ...]) -> None:
-        self.identity_attributes = identity_attributes
+    def __init__(self, directory: Path, lookups: Iterable[Lookup]) -> None:
+        self.lookups = tuple(dict.fromkeys(lookups))
+        self.identity_attributes = tuple(dict.fromkeys(attr for attr, _ in self.lookups))
         self._db = sqlite3.connect(directory / "identities.sqlite3")
         self._db.executescript(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-            "CREATE TABLE identities (attribute TEXT, value TEXT, user_id TEXT);"
+            "CREATE TABLE identities (lookup TEXT, value TEXT, user_id TEXT);"
             "CREATE TABLE accounts (id TEXT PRIMARY KEY);"
         )
         self.users_loaded = False
@@ -96,6 +108,14 @@ class IdentityIndex:
 
     def close(self) -> None:
         self._db.close()
+
+    def _keys(self, attribute: str, value: str) -> Iterator[tuple[str, str]]:
+        """(lookup key, compared value) of one stored identity value, for every rule using it."""
+        for lookup in self.lookups:
+            if lookup[0] == attribute:
+                compared = apply_normalizers(value, lookup[1])
+                if compared is not None:
+                    yield lookup_key(lookup), compared
 
     def load_users(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Index the users export; returns how many users it held."""
@@ -106,14 +126,15 @@ class IdentityIndex:
             if not user_id:
                 continue
             count += 1
-            chunk.extend((attribute, value, str(user_id))
-                         for attribute, value in identity_values(row, self.identity_attributes))
+            for attribute, value in identity_values(row, self.identity_attributes):
+                chunk.extend((key, compared, str(user_id))
+                             for key, compared in self._keys(attribute, value))
             if len(chunk) >= INSERT_CHUNK:
                 self._db.executemany("INSERT INTO identities VALUES (?, ?, ?)", chunk)
                 chunk.clear()
         self._db.executemany("INSERT INTO identities VALUES (?, ?, ?)", chunk)
-        self._db.execute("CREATE INDEX IF NOT EXISTS by_value ON identities (attribute, value)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS by_user ON identities (user_id, attribute)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_value ON identities (lookup, value)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_user ON identities (user_id, lookup)")
         self._db.commit()
         self.users_loaded = True
         return count
@@ -138,15 +159,24 @@ class IdentityIndex:
         found = self._db.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,))
         return found.fetchone() is not None
 
-    def resolve(self, identities: Iterable[tuple[str, str]]) -> Resolution:
-        """The one user the identities find, per the API's rule (see the module docstring)."""
+    def resolve(
+        self,
+        identities: Iterable[tuple[str, str]],
+        normalizers: Iterable[tuple[str, ...]] | None = None,
+    ) -> Resolution:
+        """The one user the identities find (see the module docstring).
+
+        `identities` are (attribute, value) already normalised by their rules; `normalizers`
+        (parallel, default none) name each rule's normalisers, i.e. which lookup to use.
+        """
+        pairs = list(identities)
+        rules = list(normalizers) if normalizers is not None else [()] * len(pairs)
         found: dict[str, str] = {}
         missing: list[tuple[str, str]] = []
-        pairs = list(identities)
-        for attribute, value in pairs:
+        for (attribute, value), names in zip(pairs, rules, strict=True):
             users = [row[0] for row in self._db.execute(
-                "SELECT DISTINCT user_id FROM identities WHERE attribute = ? AND value = ? "
-                "LIMIT 2", (attribute, value))]
+                "SELECT DISTINCT user_id FROM identities WHERE lookup = ? AND value = ? "
+                "LIMIT 2", (lookup_key((attribute, tuple(names))), value))]
             if len(users) > 1:
                 return Resolution(None, outcome=REJECTED, reason=AMBIGUOUS_IDENTITY,
                                   message=f"{attribute} {value!r} belongs to several users "
@@ -168,7 +198,8 @@ class IdentityIndex:
     def learn(self, user_id: str, pairs: Iterable[tuple[str, str]]) -> None:
         """Record identity values stored on a user in this run (one value per attribute)."""
         for attribute, value in pairs:
-            self._db.execute("DELETE FROM identities WHERE user_id = ? AND attribute = ?",
-                             (user_id, attribute))
-            self._db.execute("INSERT INTO identities VALUES (?, ?, ?)",
-                             (attribute, value, user_id))
+            for key, compared in self._keys(attribute, value):
+                self._db.execute("DELETE FROM identities WHERE user_id = ? AND lookup = ?",
+                                 (user_id, key))
+                self._db.execute("INSERT INTO identities VALUES (?, ?, ?)",
+                                 (key, compared, user_id))

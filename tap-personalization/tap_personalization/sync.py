@@ -43,6 +43,7 @@ from tap_personalization.changes import (
     SegmentChange,
     Skip,
     UserChange,
+    identity_lookups,
     plain,
     record_key,
 )
@@ -167,7 +168,8 @@ class SyncRun:
     @property
     def index(self) -> IdentityIndex:
         if self._index is None:
-            self._index = IdentityIndex(self.workdir, self.identity_attributes)
+            self._index = IdentityIndex(
+                self.workdir, identity_lookups(self.mapping, self.identity_attributes))
         return self._index
 
     def _users_index(self) -> IdentityIndex:
@@ -250,7 +252,7 @@ class SyncRun:
     def _deliver_user(self, change: UserChange) -> None:
         """Find the user, then write a feed row or queue an event (per `delivery`)."""
         index = self._users_index()
-        resolution = index.resolve(change.identities)
+        resolution = index.resolve(change.identities, change.normalizers)
         if resolution.user_id is None:
             self._refuse(resolution.refusal(change.stream, change.sobject, change.key,
                                             {"identities": dict(change.identities)}))

@@ -172,7 +172,7 @@ def assert_first_sync_arrived(sandbox: Any) -> None:
     assert ada["attributes"] == {"plan": "gold", "sfcrmContactId": CONTACT_A, "crmTitle": "CTO",
                                  "crmDepartment": "R&D", "crmLeadSource": "Web"}
     cy = user(sandbox, "u-000003")
-    assert cy["emailAddress"] == "cy@example.com"  # the identity value it lacked
+    assert cy["emailAddress"] == "Cy@Example.com"  # found through normalize: [email]: kept
     assert cy["attributes"]["crmLeadSource"] == "Partner Referral"
     bob = user(sandbox, "u-000002")["attributes"]
     assert (bob["crmLeadStatus"], bob["crmLeadRating"], bob["crmIndustry"]) == (

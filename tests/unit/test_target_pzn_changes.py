@@ -17,6 +17,7 @@ from tap_personalization.changes import (
     SegmentChange,
     Skip,
     UserChange,
+    identity_lookups,
     mapping_problems,
     plain,
 )
@@ -55,6 +56,7 @@ def test_contact_becomes_user_change_with_identities_in_rule_order(mapper: Recor
     assert change.key == "003000000000001AAA"
     assert change.identities == (("sfcrmContactId", "003000000000001AAA"),
                                  ("emailAddress", "ada@example.com"))
+    assert change.normalizers == ((), ("email",))
     assert change.values == {"crmTitle": "CTO", "crmDepartment": "R&D", "crmLeadSource": "Web"}
 
 
@@ -205,6 +207,12 @@ objects:
     mapper = RecordMapper(load_reverse_mapping(path), DEFAULT_IDENTITY_ATTRIBUTES)
     change = only(mapper.decide("contacts", {"Id": "1", "Email": "a@b.c", "Title": None}))
     assert change.values == {"crmTitle": None}
+
+
+def test_identity_lookups_cover_rules_and_campaign_member_ids() -> None:
+    mapping = load_reverse_mapping(DEFAULT_MAPPING)
+    assert identity_lookups(mapping, DEFAULT_IDENTITY_ATTRIBUTES) == [
+        ("sfcrmContactId", ()), ("emailAddress", ("email",)), ("sfcrmLeadId", ())]
 
 
 def test_mapping_problems_name_unknown_identity_attribute(tmp_path: Path) -> None:

@@ -23,9 +23,12 @@ USERS = [
 ]
 
 
+EXACT = [(attribute, ()) for attribute in DEFAULT_IDENTITY_ATTRIBUTES]
+
+
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[IdentityIndex]:
-    found = IdentityIndex(tmp_path, DEFAULT_IDENTITY_ATTRIBUTES)
+    found = IdentityIndex(tmp_path, [*EXACT, ("emailAddress", ("email",))])
     assert found.load_users(USERS) == 5
     assert found.load_accounts([{"id": "example-corp"}, {"name": "no id"}]) == 1
     yield found
@@ -38,6 +41,17 @@ def test_values_compare_exactly_like_the_api(index: IdentityIndex) -> None:
     assert unknown.user_id is None
     assert (unknown.outcome, unknown.reason) == ("unmatched", "unknown_identity")
     assert "emailAddress='ada@example.com'" in unknown.message
+
+
+def test_a_rules_normalisers_apply_to_personalizations_values_too(
+    index: IdentityIndex,
+) -> None:
+    found = index.resolve([("emailAddress", "ada@example.com")], [("email",)])
+    assert found.user_id == "u-1"
+    assert found.links == ()  # found: the stored "Ada@Example.com" is left as it is
+    index.learn("u-2", [("emailAddress", " Bob.New@Example.com")])
+    assert index.resolve([("emailAddress", "bob.new@example.com")], [("email",)]).user_id == "u-2"
+    assert index.resolve([("emailAddress", " Bob.New@Example.com")]).user_id == "u-2"
 
 
 def test_found_user_gets_the_identity_values_it_lacks_as_links(index: IdentityIndex) -> None:
