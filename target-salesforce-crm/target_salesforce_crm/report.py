@@ -119,9 +119,11 @@ class RunReport:
         return round(time.monotonic() - self.started_at, 3)
 
     def as_json(self) -> dict[str, Any]:
+        # `error` only when there is one: `meltano config test` fails a loader whose output
+        # mentions the word at all.
         return {
             "status": self.status,
-            "error": self.error,
+            **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
             "input_records": self.input_records,
             "ignored_records": self.ignored_records,

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from target_salesforce_crm.target import TargetSalesforceCRM
 
 DEFAULT_BATCH_SIZE_ROWS = 50_000
+# The stream `meltano config test` sends to a loader. It is not written anywhere; its
+# presence makes the run test the connection and the preflight instead.
+CONNECTION_TEST_STREAM = "meltano_test_stream"
 PROGRESS_SECONDS = 15.0
 
 
@@ -494,6 +497,24 @@ class SyncRun:
             self.logger.info("Progress: %s", message)
 
     # -- the end ------------------------------------------------------------------------
+
+    def connection_test(self) -> None:
+        """What `meltano config test` should prove: credentials, API access, permissions.
+
+        A token, `limits` and one `describe` per enabled object of the mapping, with every
+        preflight check, and nothing written.
+        """
+        objects = [om for om in self.mapping.objects if om.enabled]
+        for om in objects:
+            if om.sobject not in self._checked:
+                self.streams_seen.add(om.stream)
+        self._preflight(objects[0].stream if objects else "")
+        self._sync_api_counts()
+        self.logger.info(
+            "Connection test passed: authenticated, %s daily API requests remaining, "
+            "preflight passed for %s", self.budget.remaining,
+            ", ".join(sorted(om.sobject for om in objects)) or "no object",
+        )
 
     def finish(self, fail_on_rejects: float) -> None:
         """Write the reports; fail when more records were rejected than allowed."""

@@ -20,7 +20,13 @@ from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.report import RejectThresholdError
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
-from target_salesforce_crm.sinks import DEFAULT_BATCH_SIZE_ROWS, IgnoredSink, MappedSink, SyncRun
+from target_salesforce_crm.sinks import (
+    CONNECTION_TEST_STREAM,
+    DEFAULT_BATCH_SIZE_ROWS,
+    IgnoredSink,
+    MappedSink,
+    SyncRun,
+)
 
 DEFAULT_MAPPING_FILE = "transforms/personalization-to-crm.yml"
 DEFAULT_OUTPUT_DIR = "output/target-salesforce-crm"
@@ -168,6 +174,8 @@ class TargetSalesforceCRM(Target):
     def process_endofpipe(self) -> None:
         try:
             super().process_endofpipe()
+            if CONNECTION_TEST_STREAM in self.run.report.streams:
+                self.run.connection_test()
         except BaseException as exc:
             self.run.fail(exc)
             raise

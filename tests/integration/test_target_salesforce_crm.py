@@ -752,3 +752,32 @@ def test_http_503_and_dropped_connections_do_not_lose_records(sf: Any, tmp_path:
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["objects"]["Contact"]["updated"] == 500
     assert report["status"] == "succeeded"
+
+
+# -- `meltano config test` -------------------------------------------------------------------
+
+MELTANO_TEST_MESSAGES = [
+    {"type": "SCHEMA", "stream": "meltano_test_stream", "key_properties": ["id"],
+     "schema": {"type": "object", "properties": {"id": {"type": "integer"},
+                                                 "name": {"type": "string"}}}},
+    {"type": "RECORD", "stream": "meltano_test_stream", "record": {"id": 1, "name": "test"}},
+    {"type": "STATE", "value": {"meltano_test_stream": 1}},
+]
+
+
+def test_meltano_config_test_checks_connection_and_permissions(
+        sf: Any, tmp_path: Path) -> None:
+    sf.clear_ledger()
+
+    target = run(config(sf, tmp_path), MELTANO_TEST_MESSAGES)
+
+    assert kinds(sf) == {"oauth": 1, "limits": 1, "describe": 2}  # Contact and Account
+    assert target.run.report.streams["meltano_test_stream"].ignored
+    log_line = target.run.report.log_line()
+    assert "error" not in log_line.lower()
+
+    sf.admin("POST", "field-access", json={"object": "Account",
+                                           "field": "Personalization_Segments__c",
+                                           "access": "read"})
+    with pytest.raises(PreflightError, match=r"grant Edit on Account\.Personalization_Segments"):
+        run(config(sf, tmp_path), MELTANO_TEST_MESSAGES)
