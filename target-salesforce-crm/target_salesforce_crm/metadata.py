@@ -27,7 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -129,15 +129,17 @@ class MetadataPlan:
         key = (sobject, name)
         self.field_access[key] = self.field_access.get(key, False) or editable
 
-    def define(self, definition: CustomFieldDef, where: str) -> None:
+    def define(self, definition: CustomFieldDef, where: Callable[[], str]) -> None:
+        """Add a field definition; `where` (file:line, only worked out when needed) names a
+        second, different definition of the same field."""
         key = definition.full_name.lower()
         known = self.fields.get(key)
         if known is None:
             self.fields[key] = definition
         elif known.spec != definition.spec:
             self.problems.append(
-                f"{where}: {definition.full_name} is declared differently in the two mapping "
-                "files: give both the same crm_field"
+                f"{where()}: {definition.full_name} is declared differently in the two "
+                "mapping files: give both the same crm_field"
             )
         elif definition.external_id and not known.external_id:
             self.fields[key] = definition
@@ -166,8 +168,14 @@ def plan_metadata(forward: ForwardMapping, reverse: ReverseMapping | None = None
             for name in CORE_FIELDS[SEGMENT_OBJECT]:
                 _grant_read(plan, SEGMENT_OBJECT, name, reverse.path)
     if plan.problems:
-        raise MetadataError(plan.problems)
+        raise MetadataError(sorted(plan.problems, key=_file_order))
     return plan
+
+
+def _file_order(problem: str) -> tuple[str, int, int]:
+    """Problems in the order of the files and lines they point at."""
+    match = re.match(r"^(.*?):(\d+):(\d+): ", problem)
+    return (match[1], int(match[2]), int(match[3])) if match else (problem, 0, 0)
 
 
 def _plan_forward(plan: MetadataPlan, mapping: ForwardMapping, obj: ObjectMapping,
@@ -197,12 +205,13 @@ def _plan_forward(plan: MetadataPlan, mapping: ForwardMapping, obj: ObjectMappin
         robj = reverse.object(obj.sobject) if reverse is not None else None
         if declared is None and robj is not None:
             declared = robj.crm_field(name)
-        where = _where(mapping.path, ("objects", obj.sobject, *keys))
+        place = ("objects", obj.sobject, *keys)
         if declared is None:
-            plan.problems.append(_undeclared(where, obj.sobject, name))
+            plan.problems.append(_undeclared(_where(mapping.path, place), obj.sobject, name))
             continue
         external = declared.external_id or name.lower() == (obj.write.external_id or "").lower()
-        plan.define(CustomFieldDef(obj.sobject, name, declared, external), where)
+        plan.define(CustomFieldDef(obj.sobject, name, declared, external),
+                    lambda place=place: _where(mapping.path, place))
 
 
 def _plan_reverse(plan: MetadataPlan, mapping: ReverseMapping, robj: ReverseObjectMapping,
@@ -223,11 +232,12 @@ def _plan_reverse(plan: MetadataPlan, mapping: ReverseMapping, robj: ReverseObje
         if declared is None:
             forward_obj = next((o for o in forward.objects if o.sobject == robj.sobject), None)
             declared = forward_obj.crm_field(name) if forward_obj is not None else None
-        where = _where(mapping.path, ("objects", robj.sobject, *_reverse_keys(robj, name)))
+        place = ("objects", robj.sobject, *_reverse_keys(robj, name))
         if declared is None:
-            plan.problems.append(_undeclared(where, robj.sobject, name))
+            plan.problems.append(_undeclared(_where(mapping.path, place), robj.sobject, name))
             continue
-        plan.define(CustomFieldDef(robj.sobject, name, declared, declared.external_id), where)
+        plan.define(CustomFieldDef(robj.sobject, name, declared, declared.external_id),
+                    lambda place=place: _where(mapping.path, place))
 
 
 def _reverse_keys(robj: ReverseObjectMapping, name: str) -> tuple[str | int, ...]:
