@@ -746,11 +746,13 @@ def deploy_route() -> Response:
                              "(Content-Type: application/zip)")
         options = body
         path = Path(body["path"])
+        _flag(options.get("assign"), True, "assign")  # a bad option fails before any reading
+        _flag(options.get("check_only"), False, "check_only")
         files = files_from_zip(path.read_bytes()) if path.suffix == ".zip" and path.is_file() \
             else files_from_folder(path)
+    assign = _flag(options.get("assign"), True, "assign")
+    check_only = _flag(options.get("check_only"), False, "check_only")
     state = current()
-    result = deploy(state.store, read_package(files),
-                    assign=_flag(options.get("assign"), True, "assign"),
-                    check_only=_flag(options.get("check_only"), False, "check_only"))
+    result = deploy(state.store, read_package(files), assign=assign, check_only=check_only)
     state.relationship_types.clear()
     return jsonify(result)
