@@ -306,6 +306,8 @@ class BulkQuery:
         job_id = self._create(statement, include_deleted)
         try:
             self._wait(job_id)
+        except _JobEnded:
+            raise  # already Failed or Aborted: nothing left to abort
         except BaseException:
             self._abort(job_id)
             raise
@@ -340,7 +342,7 @@ class BulkQuery:
             if state == "JobComplete":
                 return
             if state in self.FINAL_STATES:
-                raise SalesforceError(
+                raise _JobEnded(
                     f"Bulk API 2.0 query job {job_id} ended {state}: "
                     f"{info.get('errorMessage') or 'no reason given'}. Re-run; with "
                     "use_bulk_api false the same read goes through REST queryAll."
@@ -348,7 +350,7 @@ class BulkQuery:
             if self.clock() >= deadline:
                 raise SalesforceError(
                     f"Bulk API 2.0 query job {job_id} still {state} after "
-                    f"{self.POLL_TIMEOUT_SECONDS / 3600:.0f} h; it was aborted. Re-run, or set "
+                    f"{self.POLL_TIMEOUT_SECONDS / 60:.0f} minutes; it was aborted. Re-run, or set "
                     "use_bulk_api false to read through REST queryAll."
                 )
             self.sleep(delay)
@@ -383,6 +385,10 @@ class BulkQuery:
         except SalesforceError as error:
             LOGGER.warning("Could not abort Bulk API 2.0 query job %s (it expires on its own "
                            "after 7 days): %s", job_id, error)
+
+
+class _JobEnded(SalesforceError):
+    """The job reached a final state other than JobComplete on the server's side."""
 
 
 def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:

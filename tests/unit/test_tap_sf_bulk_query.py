@@ -1,5 +1,5 @@
-"""Bulk API 2.0 query jobs for tap-salesforce-crm's first syncs (requests-mock: the sandbox
-implements Bulk 1.0 only)."""
+"""Bulk API 2.0 query jobs for tap-salesforce-crm's first syncs, with requests-mock (the same
+flows against the sandbox are in tests/integration/test_tap_salesforce_crm_bulk.py)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,8 @@ def test_failed_job_names_the_job_and_the_reason(org: rm.Mocker) -> None:
     bulk_job(org, states=["Failed"], pages=[], error="INVALID_FIELD: No such column 'Foo'")
     with pytest.raises(SalesforceError, match=r"750J ended Failed: INVALID_FIELD"):
         run_sync(only(TapSalesforceCRM(config=config(use_bulk_api=True)), "contacts"))
+    # A job that already ended is not aborted again (that PATCH could only fail).
+    assert [r for r in org.request_history if r.method == "PATCH"] == []
 
 
 def test_polls_with_growing_pauses_and_aborts_on_timeout(requests_mock: rm.Mocker) -> None:
