@@ -55,8 +55,8 @@ demo: .meltano/.installed
 	trap '$(BIN)/sandbox stop' EXIT
 	$(BIN)/sandbox start >/dev/null
 	$(BIN)/sandbox seed --users $(DEMO_USERS)
-	$(BIN)/meltano run personalization-to-crm
-	$(BIN)/meltano run crm-to-personalization
+	$(BIN)/meltano --log-level=warning run personalization-to-crm
+	$(BIN)/meltano --log-level=warning run crm-to-personalization
 	$(BIN)/sandbox summary
 
 test: .meltano/.installed
