@@ -29,6 +29,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -211,7 +212,7 @@ def _plan_forward(plan: MetadataPlan, mapping: ForwardMapping, obj: ObjectMappin
             continue
         external = declared.external_id or name.lower() == (obj.write.external_id or "").lower()
         plan.define(CustomFieldDef(obj.sobject, name, declared, external),
-                    lambda place=place: _where(mapping.path, place))
+                    partial(_where, mapping.path, place))
 
 
 def _plan_reverse(plan: MetadataPlan, mapping: ReverseMapping, robj: ReverseObjectMapping,
@@ -237,7 +238,7 @@ def _plan_reverse(plan: MetadataPlan, mapping: ReverseMapping, robj: ReverseObje
             plan.problems.append(_undeclared(_where(mapping.path, place), robj.sobject, name))
             continue
         plan.define(CustomFieldDef(robj.sobject, name, declared, declared.external_id),
-                    lambda place=place: _where(mapping.path, place))
+                    partial(_where, mapping.path, place))
 
 
 def _reverse_keys(robj: ReverseObjectMapping, name: str) -> tuple[str | int, ...]:

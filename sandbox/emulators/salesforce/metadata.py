@@ -630,10 +630,10 @@ def _check_permissions(catalog: Catalog, package: MetadataPackage,
             failures.append(Failure("PermissionSet", permission_set.name,
                                     permission_set.file, problem, line, column))
 
-        for grant in permission_set.objects:
-            if catalog.full(grant.sobject) is None:
-                fail(f"In field: object - no CustomObject named {grant.sobject} found",
-                     grant.line, grant.column)
+        for object_grant in permission_set.objects:
+            if catalog.full(object_grant.sobject) is None:
+                fail(f"In field: object - no CustomObject named {object_grant.sobject} found",
+                     object_grant.line, object_grant.column)
         for grant in permission_set.fields:
             name = f"{grant.sobject}.{grant.field}"
             obj = catalog.full(grant.sobject)

@@ -213,8 +213,8 @@ class _Builder(ContentHandler):
     def startElementNS(self, name: tuple[str | None, str], qname: str | None,
                        attrs: Any) -> None:
         namespace, local = name
-        line = self._locator.getLineNumber() if self._locator else 0
-        column = self._locator.getColumnNumber() + 1 if self._locator else 0
+        line = (self._locator.getLineNumber() or 0) if self._locator else 0
+        column = (self._locator.getColumnNumber() or 0) + 1 if self._locator else 0
         element = Element(local, namespace or "", line, column,
                           attributes=[local_name for (_ns, local_name) in attrs.getNames()])
         if self._open:
@@ -241,7 +241,7 @@ def parse(data: bytes) -> Element:
     try:
         parser.parse(source)
     except SAXParseException as error:
-        raise XmlFileError(error.getLineNumber(), error.getColumnNumber() + 1,
+        raise XmlFileError(error.getLineNumber() or 0, (error.getColumnNumber() or 0) + 1,
                            f"Error parsing file: {error.getMessage()}") from None
     except DefusedXmlException as error:
         raise XmlFileError(1, 1, f"Error parsing file: {error} (DTDs and entities are "
