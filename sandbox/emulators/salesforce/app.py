@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from emulators.salesforce import admin, bulk, bulk2_query, oauth, rest, soap
+from emulators.salesforce import admin, bulk, bulk2_query, metadata, oauth, rest, soap
 from emulators.salesforce.apidb import ApiDatabase
 from emulators.salesforce.bulk_jobs import BulkJobs
 from emulators.salesforce.bulk_worker import BulkWorker
@@ -58,7 +58,7 @@ def create_app(data_dir: Path) -> Flask:
     app = GatedFlask("salesforce-sandbox")
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.extensions[EXTENSION] = state
-    for module in (oauth, rest, soap, bulk, admin):
+    for module in (oauth, rest, soap, bulk, admin, metadata):
         app.register_blueprint(module.blueprint)
 
     @app.after_request
