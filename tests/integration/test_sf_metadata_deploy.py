@@ -20,8 +20,6 @@ from typing import Any
 import pytest
 from crm_sync_mapping import load_forward_mapping
 from emulators import defaults
-from emulators.salesforce.metadata import deploy, files_from_folder, read_package
-from emulators.salesforce.store import SalesforceStore
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.metadata import main as generate
@@ -79,8 +77,10 @@ def package_for(tmp_path: Path, mapping: Path) -> Path:
 
 
 def deploy_package(sf: Any, folder: Path, *, assign: bool = True) -> dict[str, Any]:
-    store = SalesforceStore(sf.data_dir / "salesforce" / "salesforce.db")
-    return deploy(store, read_package(files_from_folder(folder)), assign=assign)
+    """Deploy through the running sandbox's metadata route, as an admin's `sf` CLI would."""
+    result: dict[str, Any] = sf.admin("POST", "metadata/deploy",
+                                      json={"path": str(folder), "assign": assign})
+    return result
 
 
 def with_propensity(tmp_path: Path) -> Path:
