@@ -29,13 +29,14 @@ export PATH := $(BIN):$(PATH)
 
 PACKAGE_FILES := requirements-dev.txt $(wildcard */pyproject.toml)
 
-.PHONY: help install demo test lint bench sandbox-start sandbox-stop clean
+.PHONY: help install demo test lint bench salesforce-metadata sandbox-start sandbox-stop clean
 
 help:
 	@echo "make install - set up .venv and the Meltano plugins (both commands below do it too)"
 	@echo "make demo   - install, start the sandboxes, run both sync directions, print what changed"
 	@echo "make test   - install and run the whole test suite (unit, sandbox, integration, e2e)"
 	@echo "make bench  - benchmarks (BENCH_ARGS='--size 10k,100k'), results in bench/"
+	@echo "make salesforce-metadata - custom fields + least-privilege permission set, from the mappings"
 	@echo "make lint   - ruff"
 	@echo "make sandbox-start / sandbox-stop - the local API emulators, by hand"
 
@@ -64,6 +65,10 @@ test: .meltano/.installed
 
 bench: .meltano/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+salesforce-metadata: $(VENV)/.installed
+	$(BIN)/salesforce-crm-metadata --mapping transforms/personalization-to-crm.yml \
+		--reverse-mapping transforms/crm-to-personalization.yml --out salesforce-metadata
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
