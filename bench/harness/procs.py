@@ -23,20 +23,27 @@ DEFAULT_TIMEOUT_S = 4 * 3600.0
 
 @dataclass(frozen=True)
 class Usage:
-    """What one child cost: wall time, CPU time (user + system) and peak RSS."""
+    """What one child cost: wall time, CPU time (user + system), peak RSS, run-queue wait."""
 
     wall_s: float
     user_s: float
     sys_s: float
     peak_rss_mb: float
     returncode: int
+    runqueue_s: float | None = None
 
     @property
     def cpu_s(self) -> float:
         return self.user_s + self.sys_s
 
-    def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "cpu_s": round(self.cpu_s, 3)}
+    def net_s(self, server_s: float = 0.0) -> float:
+        """Wall time without run-queue wait (others' load) and without `server_s` spent by
+        the sandbox; never below the child's own CPU time."""
+        return round(max(self.cpu_s, self.wall_s - (self.runqueue_s or 0.0) - server_s), 3)
+
+    def as_json(self, server_s: float = 0.0) -> dict[str, Any]:
+        return {**asdict(self), "cpu_s": round(self.cpu_s, 3),
+                "net_wall_s": self.net_s(server_s)}
 
 
 class ChildFailed(RuntimeError):

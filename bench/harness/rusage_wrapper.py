@@ -7,8 +7,11 @@ this process (Python without site, a few MB), a plugin's peak RSS is its own.
 
     python -S -I rusage_wrapper.py USAGE.json COMMAND [ARGS...]
 
-stdin, stdout and stderr pass straight through; SIGTERM is forwarded to the command; the
-exit status is the command's. Only the standard library, nothing imported from the bench.
+It also reads the command's run-queue wait from /proc/PID/schedstat (main thread) before
+reaping it: the time it was ready to run but another process had the CPU, which is how a
+busy shared machine inflates wall time. stdin, stdout and stderr pass straight through;
+SIGTERM is forwarded to the command; the exit status is the command's. Only the standard
+library, nothing imported from the bench.
 """
 
 import json
@@ -16,6 +19,15 @@ import os
 import signal
 import sys
 import time
+
+
+def _runqueue_seconds(pid: int) -> float | None:
+    """Nanoseconds spent waiting on a run queue, as seconds; None without schedstats."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stats:
+            return round(int(stats.read().split()[1]) / 1e9, 3)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def main() -> int:
@@ -27,6 +39,8 @@ def main() -> int:
         print(f"cannot run {command[0]}: {exc}", file=sys.stderr)
         return 127
     signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(pid, signum))
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: /proc still there
+    runqueue = _runqueue_seconds(pid)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -34,7 +48,7 @@ def main() -> int:
         json.dump({"wall_s": round(wall, 3), "user_s": round(usage.ru_utime, 3),
                    "sys_s": round(usage.ru_stime, 3),
                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
-                   "returncode": code}, out)
+                   "runqueue_s": runqueue, "returncode": code}, out)
     return code if code >= 0 else 128 - code
 
 

@@ -17,7 +17,7 @@ from emulators import defaults
 
 from harness import minimum, plugins, procs
 from harness.context import Context
-from harness.stats import median_of, median_usage, rate, ratio
+from harness.stats import median_usage, ratio, with_rates
 
 BARE_HTTP = Path(__file__).with_name("bare_http.py")
 RECORD_PREFIX = b'{"type":"RECORD"'
@@ -49,8 +49,7 @@ def _tap_run(ctx: Context, config: Path, catalog: Path, index: int) -> dict[str,
     calls = dict(pzn.ledger(limit=0)["by_kind"])
     records = _count_records(out)
     out.unlink()
-    return {**usage.as_json(), "sandbox_cpu_s": sandbox_cpu,
-            "net_wall_s": round(max(usage.wall_s - sandbox_cpu, usage.cpu_s), 3),
+    return {**usage.as_json(server_s=sandbox_cpu), "sandbox_cpu_s": sandbox_cpu,
             "records": records, "api_calls": calls}
 
 
@@ -65,19 +64,8 @@ def _bare_run(ctx: Context, index: int) -> dict[str, Any]:
                       stdout=out, env=env, log=ctx.scratch / f"bare-http-{index}.log")
     sandbox_cpu = round(pzn.cpu_seconds() - cpu_before, 3)
     answer = json.loads(out.read_text())
-    return {**usage.as_json(), "sandbox_cpu_s": sandbox_cpu,
-            "net_wall_s": round(max(usage.wall_s - sandbox_cpu, usage.cpu_s), 3), **answer,
+    return {**usage.as_json(server_s=sandbox_cpu), "sandbox_cpu_s": sandbox_cpu, **answer,
             "api_calls": dict(pzn.ledger(limit=0)["by_kind"])}
-
-
-def _summary(runs: list[dict[str, Any]], records: int) -> dict[str, Any]:
-    summary: dict[str, Any] = median_usage(runs)
-    for key in ("sandbox_cpu_s", "net_wall_s"):
-        summary[key] = median_of(runs, key)
-    summary["records_per_s"] = rate(records, summary["wall_s"])
-    summary["net_records_per_s"] = rate(records, summary["net_wall_s"])
-    summary["records_per_cpu_s"] = rate(records, summary["cpu_s"])
-    return summary
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -90,7 +78,8 @@ def run(ctx: Context) -> dict[str, Any]:
         tap_runs.append(_tap_run(ctx, config, catalog, index))
         bare_runs.append(_bare_run(ctx, index))
     users = ctx.seeded.counts["users"]
-    tap, bare = _summary(tap_runs, users), _summary(bare_runs, users)
+    tap = with_rates(median_usage(tap_runs), users)
+    bare = with_rates(median_usage(bare_runs), users)
     return {
         "status": "ok",
         "records": users,
