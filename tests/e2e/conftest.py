@@ -50,6 +50,8 @@ def project_env(salesforce_sandbox: Any, personalization_sandbox: Any,
         "TARGET_CSV_OUTPUT_PATH": str(work / "csv"),
         "E2E_WORK": str(work),
     })
+    for sandbox in (salesforce_sandbox, personalization_sandbox):
+        sandbox.reset()  # limits, faults, revocations and ledgers left by earlier tests
     generate(salesforce_sandbox.data_dir, users=DEMO_USERS, seed=11)
     return env
 
