@@ -130,7 +130,7 @@ class SalesforceAuthenticator:
                     "Salesforce rejected the configured session_id (INVALID_SESSION_ID: "
                     "expired or logged out) and it cannot be renewed; set a new session_id "
                     "or configure an OAuth flow (e.g. client_id + private_key), then re-run "
-                    f"`meltano config test {self._plugin}`")
+                    f"`meltano invoke {self._plugin}:test`")
             self._session = self._request_token()
             return self._session
 
@@ -206,7 +206,7 @@ class SalesforceAuthenticator:
             hint = f"check {settings}; {_ADMIN_CHANGES}"
         return (f"Salesforce refused the {flow.name} token request ({error}: {description}) "
                 f"at {url}: {hint}; fix the settings and re-run "
-                f"`meltano config test {self._plugin}`")
+                f"`meltano invoke {self._plugin}:test`")
 
 
 def _json(answer: requests.Response) -> dict[str, Any]:

@@ -202,7 +202,7 @@ class SalesforceClient:
         return (f"Salesforce rejected a freshly issued session (INVALID_SESSION_ID) on {where}: "
                 "an admin may have changed the connected app's session or IP policy, "
                 "revoked its access, or removed 'API Enabled' from the integration user; "
-                f"check the credentials settings and re-run `meltano config test {plugin}`")
+                f"check the credentials settings and re-run `meltano invoke {plugin}:test`")
 
     def _read_usage(self, answer: requests.Response, style: str) -> None:
         match = _LIMIT_INFO.search(answer.headers.get("Sforce-Limit-Info", ""))

@@ -209,7 +209,7 @@ def test_revoked_credentials_give_actionable_error(sandbox: Any) -> None:
     message = str(caught.value)
     assert "(invalid_grant: ip restricted)" in message
     assert "client_id, client_secret, username, password" in message
-    assert "`meltano config test target-salesforce-crm`" in message
+    assert "`meltano invoke target-salesforce-crm:test`" in message
     assert defaults.SF_PASSWORD not in message
     assert defaults.SF_CLIENT_SECRET not in message
     assert _kinds(sandbox) == {"oauth": 2, "limits": 1, "describe": 1}

@@ -205,7 +205,7 @@ def test_refusal_is_actionable_and_secret_free(
         authenticator.session()
     message = str(caught.value)
     assert f"({error}: {description})" in message
-    assert "`meltano config test target-salesforce-crm`" in message
+    assert "`meltano invoke target-salesforce-crm:test`" in message
     for name in names:
         assert name in message
     assert "\n" not in message

@@ -102,7 +102,7 @@ def test_second_invalid_session_is_fatal(sf: SalesforceClient, requests_mock: An
         sf.limits()
     message = str(caught.value)
     assert "freshly issued session (INVALID_SESSION_ID)" in message
-    assert "`meltano config test tap-salesforce-crm`" in message
+    assert "`meltano invoke tap-salesforce-crm:test`" in message
     assert sf.api_calls == {"auth": 2, "limits": 2}
 
 
