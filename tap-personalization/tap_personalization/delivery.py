@@ -40,13 +40,18 @@ class DeliveryError(PersonalizationError):
 class Destination(Protocol):
     """Where feed files go; `staging_dir` is where they are written before delivery."""
 
-    staging_dir: Path
+    @property
+    def staging_dir(self) -> Path:
+        """A folder on the same file system as the final one where possible."""
 
     def deliver(self, files: list[SealedFile]) -> list[str]:
         """Deliver in order; returns the final names. Local temporary files are removed."""
 
     def describe(self) -> str:
         """Where files go, for logs (never a secret)."""
+
+    def check(self) -> None:
+        """Prove the destination takes files, without putting one there (DeliveryError)."""
 
     def close(self) -> None:
         """Remove anything temporary."""
@@ -62,6 +67,14 @@ class LocalFolder:
 
     def describe(self) -> str:
         return f"folder {self.folder}"
+
+    def check(self) -> None:
+        if not self.folder.is_dir():
+            raise DeliveryError(f"Setting feed_dir: folder {self.folder} does not exist; create "
+                                "it or point feed_dir at the dataset's inbound folder.")
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise DeliveryError(f"Setting feed_dir: folder {self.folder} is not writable for "
+                                "this user; fix its permissions or point feed_dir elsewhere.")
 
     def deliver(self, files: list[SealedFile]) -> list[str]:
         return [self._place(sealed) for sealed in files]
@@ -133,7 +146,7 @@ class SftpFolder:
         self.sleep = sleep
         self.max_tries = int(config.get("max_retries") or 8)
         self._config = config
-        self.staging_dir = Path(tempfile.mkdtemp(prefix="target-personalization-"))
+        self._staging_dir: Path | None = None
         # asyncssh logs every channel and SFTP request at INFO; the run logs one line per
         # delivery instead, and asyncssh's warnings still come through.
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
@@ -142,8 +155,39 @@ class SftpFolder:
     def describe(self) -> str:
         return f"sftp://{self.username}@{self.host}:{self.port}{self.path}"
 
+    @property
+    def staging_dir(self) -> Path:
+        """Made on first use, so a connection test or a dry run leaves no folder behind."""
+        if self._staging_dir is None:
+            self._staging_dir = Path(tempfile.mkdtemp(prefix="target-personalization-"))
+        return self._staging_dir
+
     def close(self) -> None:
-        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        if self._staging_dir is not None:
+            shutil.rmtree(self._staging_dir, ignore_errors=True)
+
+    def check(self) -> None:
+        """Log in (host key checked) and look at sftp_path once: no retries, no upload."""
+        try:
+            asyncio.run(self._look())
+        except (asyncssh.PermissionDenied, asyncssh.HostKeyNotVerifiable,
+                asyncssh.KeyImportError) as exc:
+            raise DeliveryError(self._fatal_message(exc)) from exc
+        except asyncssh.SFTPError as exc:
+            raise DeliveryError(
+                f"Setting sftp_path: {self.path} on {self.host} cannot be used ({exc.reason}); "
+                "point sftp_path at the dataset's inbound folder.") from exc
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise DeliveryError(
+                f"Cannot reach SFTP server {self.host}:{self.port} ({exc}): check sftp_host "
+                "and sftp_port.") from exc
+
+    async def _look(self) -> None:
+        async with asyncssh.connect(self.host, **self._connect_options()) as connection, \
+                connection.start_sftp_client() as sftp:
+            if not await sftp.isdir(self.path):
+                raise DeliveryError(f"Setting sftp_path: {self.path} is not a folder on "
+                                    f"{self.host}; point it at the dataset's inbound folder.")
 
     def _connect_options(self) -> dict[str, Any]:
         config = self._config

@@ -16,6 +16,7 @@ the same contact finds its user.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -72,17 +73,21 @@ def export_rows(read_page: PageReader, export: str, page_size: int) -> Iterator[
         page += 1
 
 
+def stored_attributes(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of an export row, which come as a map or as a list of name/value."""
+    raw = row.get("attributes")
+    if isinstance(raw, list):
+        return {item.get("name"): item.get("value") for item in raw if isinstance(item, dict)}
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    return {}
+
+
 def identity_values(
     user: Mapping[str, Any], attributes: Iterable[str]
 ) -> Iterator[tuple[str, str]]:
-    """(attribute, value) of a user export row; attributes come as a map or as a list."""
-    raw = user.get("attributes")
-    if isinstance(raw, list):
-        stored = {item.get("name"): item.get("value") for item in raw if isinstance(item, dict)}
-    elif isinstance(raw, Mapping):
-        stored = dict(raw)
-    else:
-        stored = {}
+    """(attribute, value) of a user export row."""
+    stored = stored_attributes(user)
     for attribute in attributes:
         value = stored.get(attribute)
         if value is None and attribute == "emailAddress":
@@ -94,14 +99,20 @@ def identity_values(
 class IdentityIndex:
     """Identity values of the dataset's users (one row per lookup) and its account ids, on disk."""
 
-    def __init__(self, directory: Path, lookups: Iterable[Lookup]) -> None:
+    def __init__(
+        self, directory: Path, lookups: Iterable[Lookup], *, keep: Iterable[str] = ()
+    ) -> None:
+        """`keep` names user attributes whose current values are kept too (a dry run shows
+        old → new for a sample of users; the real run needs no values, so keeps none)."""
         self.lookups = tuple(dict.fromkeys(lookups))
         self.identity_attributes = tuple(dict.fromkeys(attr for attr, _ in self.lookups))
+        self.keep = tuple(dict.fromkeys(keep))
         self._db = sqlite3.connect(directory / "identities.sqlite3")
         self._db.executescript(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
             "CREATE TABLE identities (lookup TEXT, value TEXT, user_id TEXT);"
             "CREATE TABLE accounts (id TEXT PRIMARY KEY);"
+            "CREATE TABLE current (user_id TEXT PRIMARY KEY, attributes TEXT);"
         )
         self.users_loaded = False
         self.accounts_loaded = False
@@ -121,6 +132,7 @@ class IdentityIndex:
         """Index the users export; returns how many users it held."""
         count = 0
         chunk: list[tuple[str, str, str]] = []
+        kept: list[tuple[str, str]] = []
         for row in rows:
             user_id = row.get("id")
             if not user_id:
@@ -129,15 +141,32 @@ class IdentityIndex:
             for attribute, value in identity_values(row, self.identity_attributes):
                 chunk.extend((key, compared, str(user_id))
                              for key, compared in self._keys(attribute, value))
-            if len(chunk) >= INSERT_CHUNK:
+            if self.keep:
+                kept.append((str(user_id), json.dumps(self._kept_values(row), default=str)))
+            if len(chunk) >= INSERT_CHUNK or len(kept) >= INSERT_CHUNK:
                 self._db.executemany("INSERT INTO identities VALUES (?, ?, ?)", chunk)
+                self._db.executemany("INSERT OR REPLACE INTO current VALUES (?, ?)", kept)
                 chunk.clear()
+                kept.clear()
         self._db.executemany("INSERT INTO identities VALUES (?, ?, ?)", chunk)
+        self._db.executemany("INSERT OR REPLACE INTO current VALUES (?, ?)", kept)
         self._db.execute("CREATE INDEX IF NOT EXISTS by_value ON identities (lookup, value)")
         self._db.execute("CREATE INDEX IF NOT EXISTS by_user ON identities (user_id, lookup)")
         self._db.commit()
         self.users_loaded = True
         return count
+
+    def _kept_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        stored = stored_attributes(row)
+        if "emailAddress" not in stored and row.get("emailAddress"):
+            stored["emailAddress"] = row["emailAddress"]
+        return {name: stored[name] for name in self.keep if stored.get(name) is not None}
+
+    def current_values(self, user_id: str) -> dict[str, Any]:
+        """The kept attribute values the users export showed for a user (empty if none)."""
+        found = self._db.execute("SELECT attributes FROM current WHERE user_id = ?",
+                                 (user_id,)).fetchone()
+        return dict(json.loads(found[0])) if found else {}
 
     def load_accounts(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Index the accounts export; returns how many accounts it held."""

@@ -41,6 +41,7 @@ class ObjectStats:
     """Outcomes of one mapped object (Contact, Lead, Account) or of segment membership."""
 
     target: str
+    stream: str = ""
     received: int = 0
     written: int = 0
     segment_adds: int = 0
@@ -63,6 +64,7 @@ class ObjectStats:
     def as_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "stream": self.stream,
             "received": self.received,
             "written": self.written,
             "segment_adds": self.segment_adds,
@@ -109,11 +111,41 @@ class RejectsFile:
         self._handle.close()
 
 
+@dataclass(frozen=True)
+class PlannedFile:
+    """A feed file a dry run built and did not deliver."""
+
+    feed: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What a dry run would change on one user: attribute → (current value, new value)."""
+
+    sobject: str
+    key: str
+    user_id: str
+    changes: dict[str, tuple[Any, Any]]
+    unchanged: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"object": self.sobject, "id": self.key, "userId": self.user_id,
+                "changes": {name: {"old": old, "new": new}
+                            for name, (old, new) in self.changes.items()},
+                "unchanged": self.unchanged}
+
+
 @dataclass
 class RunReport:
-    """Accumulates over the run; rendered once at the end (also when the run fails)."""
+    """Accumulates over the run; rendered once at the end (also when the run fails).
+
+    In a dry run `written` means "would be written", `planned_files` are the feed files that
+    were built and not delivered, and `samples` show old → new values of a few users.
+    """
 
     delivery: str
+    dry_run: bool = False
     started_at: float = field(default_factory=time.monotonic)
     streams: dict[str, StreamStats] = field(default_factory=dict)
     objects: dict[str, ObjectStats] = field(default_factory=dict)
@@ -122,12 +154,14 @@ class RunReport:
     sftp_uploads: int = 0
     status: str = "running"
     failure: str | None = None
+    planned_files: list[PlannedFile] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
 
-    def object(self, name: str, target: str) -> ObjectStats:
-        return self.objects.setdefault(name, ObjectStats(target))
+    def object(self, name: str, target: str, stream: str = "") -> ObjectStats:
+        return self.objects.setdefault(name, ObjectStats(target, stream))
 
     def refuse(self, refusal: Refusal) -> None:
         stats = self.objects[refusal.sobject]
@@ -147,9 +181,14 @@ class RunReport:
         return [name for name, stats in self.objects.items() if not stats.balanced]
 
     def as_json(self) -> dict[str, Any]:
+        dry_run = {
+            "would_deliver": [{"feed": f.feed, "rows": f.rows} for f in self.planned_files],
+            "samples": [sample.as_json() for sample in self.samples],
+        } if self.dry_run else {}
         return {
             "status": self.status,
             "failure": self.failure,
+            "dry_run": self.dry_run,
             "delivery": self.delivery,
             "elapsed_seconds": round(time.monotonic() - self.started_at, 3),
             "input_records": self.input_records,
@@ -163,6 +202,7 @@ class RunReport:
             "api_calls": dict(sorted(self.api_calls.items())),
             "api_calls_total": sum(self.api_calls.values()),
             "sftp_uploads": self.sftp_uploads,
+            **dry_run,
         }
 
     def log_line(self) -> str:
@@ -171,20 +211,23 @@ class RunReport:
 
     def to_markdown(self) -> str:
         data = self.as_json()
+        written = "would write" if self.dry_run else "written"
         lines = [
-            "## target-personalization run",
+            "## target-personalization " + (
+                "dry run (nothing was sent to Personalization)" if self.dry_run else "run"),
             "",
             f"Status: **{self.status}**" + (f" — {self.failure}" if self.failure else "")
             + f"; delivery `{self.delivery}`; {data['input_records']} input records"
             + f" ({data['ignored_records']} in ignored streams); {data['elapsed_seconds']:.1f} s.",
             "",
-            "| object | target | received | written | segment adds | segment removes "
-            "| skipped | unmatched | rejected |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| object | stream | target | received | {written} | segment adds "
+            "| segment removes | skipped | unmatched | rejected |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, stats in self.objects.items():
             lines.append(
-                f"| {name} | {stats.target} | {stats.received} | {stats.written} "
+                f"| {name} | {stats.stream} | {stats.target} | {stats.received} "
+                f"| {stats.written} "
                 f"| {stats.segment_adds} | {stats.segment_removes} "
                 f"| {_counts(stats.skipped)} | {_counts(stats.unmatched)} "
                 f"| {_counts(stats.rejected)} |")
@@ -200,7 +243,23 @@ class RunReport:
         ignored = [name for name, s in sorted(self.streams.items()) if s.ignored]
         if ignored:
             lines.append("Ignored streams (not in the mapping): " + ", ".join(ignored) + ".")
+        if self.dry_run:
+            lines += self._dry_run_markdown()
         return "\n".join(lines) + "\n"
+
+    def _dry_run_markdown(self) -> list[str]:
+        planned = ", ".join(f"{f.feed} ({f.rows} rows)" for f in self.planned_files) or "none"
+        lines = ["", f"Feed files not delivered: {planned}."]
+        if self.samples:
+            lines += ["", "Sample of attribute changes (current value from the users export):",
+                      ""]
+            for sample in self.samples:
+                changes = "; ".join(f"{name}: {old!r} → {new!r}"
+                                    for name, (old, new) in sample.changes.items())
+                lines.append(f"- {sample.sobject} {sample.key} → user {sample.user_id}: "
+                             f"{changes or 'no change'}"
+                             + (f" ({sample.unchanged} unchanged)" if sample.unchanged else ""))
+        return lines
 
     def write(self, directory: Path) -> dict[str, Path]:
         """Both reports, and the Markdown appended to the CI step summary when set."""

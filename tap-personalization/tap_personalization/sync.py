@@ -13,6 +13,12 @@ What goes where per `delivery`:
   with a user, which it would also link to that account).
 In both modes users and accounts are found by the identity check first (see `identity`), so
 a CRM person without a Personalization user costs no call and is reported as unmatched.
+
+A dry run (`dry_run`) takes exactly the same path, with the same export reads, up to the
+write: feed files are built in scratch space and deleted instead of delivered, and a user
+change that would be an event is counted as written without a call. So its counts are the
+ones the real run reaches (unless the API refuses an event). The identity index then also
+keeps the users' current values of the mapped attributes, for a sample of old → new values.
 """
 
 from __future__ import annotations
@@ -46,22 +52,32 @@ from tap_personalization.changes import (
     identity_lookups,
     plain,
     record_key,
+    value_text,
 )
 from tap_personalization.client import PersonalizationClient, PersonalizationError
 from tap_personalization.delivery import Destination, destination_for
 from tap_personalization.events import EventOutcome, EventSender, UserEvent
-from tap_personalization.feeds import ACCOUNT_FEED, SEGMENT_FEED, USER_FEED, FeedWriter
+from tap_personalization.feeds import (
+    ACCOUNT_FEED,
+    SEGMENT_FEED,
+    USER_FEED,
+    FeedWriter,
+    SealedFile,
+)
 from tap_personalization.identity import IdentityIndex, export_rows
 from tap_personalization.report import (
+    PlannedFile,
     RejectsFile,
     RejectThresholdError,
     RunReport,
+    Sample,
     reject_allowance,
 )
 
 ETL_FEED = "etl_feed"
 EVENT_API = "event_api"
 DEFAULT_PAGE_SIZE = 1000
+DEFAULT_SAMPLE_SIZE = 5
 
 
 def call_kind(path: str) -> str:
@@ -93,8 +109,11 @@ class SyncRun:
         self.identity_attributes = identity_attributes
         self.logger = logger
         self.delivery = str(config.get("delivery") or ETL_FEED)
+        self.dry_run = bool(config.get("dry_run"))
+        sample_size = config.get("dry_run_sample_size")
+        self.sample_size = DEFAULT_SAMPLE_SIZE if sample_size is None else int(sample_size)
         self.mapper = RecordMapper(mapping, identity_attributes)
-        self.report = RunReport(self.delivery)
+        self.report = RunReport(self.delivery, dry_run=self.dry_run)
         self.output_dir = Path(str(config["output_dir"]))
         self.page_size = int(config.get("page_size") or DEFAULT_PAGE_SIZE)
         self.compressed = bool(config.get("gzip"))
@@ -111,9 +130,9 @@ class SyncRun:
         self.finished = False
         for obj in mapping.objects:
             if obj.enabled:
-                self.report.object(obj.sobject, obj.target)
+                self.report.object(obj.sobject, obj.target, obj.stream)
         if mapping.segments is not None:
-            self.report.object(SEGMENTS_OBJECT, "segment")
+            self.report.object(SEGMENTS_OBJECT, "segment", mapping.segments.stream)
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -150,6 +169,20 @@ class SyncRun:
         self.logger.info(
             "Connection OK: %s dataset '%s' answered the user export (%d user on page 0); "
             "delivery %s.", self.client.base_url, self.client.dataset, found, self.delivery)
+        if self.dry_run:
+            self.logger.info(
+                "Dry run: mapping and identity check as usual; no feed file is delivered, no "
+                "event is sent and no STATE is emitted. The report in %s says what a run "
+                "would change.", self.output_dir)
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where feed files are built: scratch space in a dry run (never delivered)."""
+        if self.dry_run:
+            folder = self.workdir / "feeds"
+            folder.mkdir(exist_ok=True)
+            return folder
+        return self.destination.staging_dir
 
     def start(self) -> None:
         """Create the rejects file now, so a run that fails early still leaves an answer."""
@@ -168,8 +201,14 @@ class SyncRun:
     @property
     def index(self) -> IdentityIndex:
         if self._index is None:
+            keep: list[str] = []
+            if self.dry_run and self.sample_size:
+                keep = [attribute.target for obj in self.mapping.objects
+                        if obj.enabled and obj.target == "user" for attribute in obj.attributes]
+                keep += list(self.identity_attributes)
             self._index = IdentityIndex(
-                self.workdir, identity_lookups(self.mapping, self.identity_attributes))
+                self.workdir, identity_lookups(self.mapping, self.identity_attributes),
+                keep=keep)
         return self._index
 
     def _users_index(self) -> IdentityIndex:
@@ -245,7 +284,7 @@ class SyncRun:
                 if obj.enabled and obj.target == "user":
                     columns.update((attribute.target, None) for attribute in obj.attributes)
             self._writers[USER_FEED] = FeedWriter(
-                USER_FEED, ["userId"], list(columns), self.destination.staging_dir,
+                USER_FEED, ["userId"], list(columns), self.staging_dir,
                 compressed=self.compressed)
         return self._writers[USER_FEED]
 
@@ -260,6 +299,10 @@ class SyncRun:
         values = {**dict(resolution.links), **change.values}
         if not values:
             self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
+        elif self.delivery == EVENT_API and self.dry_run:
+            self.report.objects[change.sobject].written += 1
+            self.index.learn(resolution.user_id, resolution.links)
+            self._sample(change, resolution.user_id, values)
         elif self.delivery == EVENT_API:
             self._send_event(UserEvent(change, resolution.user_id, values, resolution.links))
         else:
@@ -273,8 +316,26 @@ class SyncRun:
         if self._user_writer().write([user_id], values):
             stats.written += 1
             self.index.learn(user_id, links)
+            self._sample(change, user_id, values)
         else:
             self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
+
+    def _sample(self, change: UserChange, user_id: str, values: dict[str, Any]) -> None:
+        """Old → new values of the first few users a dry run would write."""
+        if not self.dry_run or len(self.report.samples) >= self.sample_size:
+            return
+        current = self.index.current_values(user_id)
+        changes: dict[str, tuple[Any, Any]] = {}
+        for name, new in values.items():
+            old = current.get(name)
+            if new is None and self.delivery != EVENT_API:
+                continue  # feeds cannot clear: the value stays (counted as not applied)
+            if old is None and new is None:
+                continue
+            if old is None or new is None or str(old) != value_text(new):
+                changes[name] = (old, new)
+        self.report.samples.append(Sample(change.sobject, change.key, user_id, changes,
+                                          len(values) - len(changes)))
 
     def _send_event(self, event: UserEvent) -> None:
         if self._sender is None:
@@ -306,7 +367,7 @@ class SyncRun:
                 if obj.enabled and obj.target == "account":
                     columns.update((attribute.target, None) for attribute in obj.attributes)
             self._writers[ACCOUNT_FEED] = FeedWriter(
-                ACCOUNT_FEED, ["accountId"], list(columns), self.destination.staging_dir,
+                ACCOUNT_FEED, ["accountId"], list(columns), self.staging_dir,
                 compressed=self.compressed)
         return self._writers[ACCOUNT_FEED]
 
@@ -350,7 +411,7 @@ class SyncRun:
         if writer is None:
             writer = self._writers[SEGMENT_FEED] = FeedWriter(
                 SEGMENT_FEED, ["userId", "segmentId", "updateType"], [],
-                self.destination.staging_dir, compressed=self.compressed)
+                self.staging_dir, compressed=self.compressed)
         for line in queue:
             stream, key, segment_id, update, pairs = json.loads(line)
             identities = tuple((str(a), str(v)) for a, v in pairs)
@@ -380,7 +441,9 @@ class SyncRun:
         self._apply_segments()
         sealed = [file for feed in (USER_FEED, ACCOUNT_FEED, SEGMENT_FEED)
                   if feed in self._writers for file in self._writers[feed].seal()]
-        if sealed:
+        if sealed and self.dry_run:
+            self._set_aside(sealed)
+        elif sealed:
             names = self.destination.deliver(sealed)
             self.report.files.extend(names)
             self.report.sftp_uploads = getattr(self.destination, "uploads", 0)
@@ -388,6 +451,14 @@ class SyncRun:
                              self.destination.describe(), ", ".join(names))
         assert self.rejects is not None
         self.rejects.flush()
+
+    def _set_aside(self, sealed: list[SealedFile]) -> None:
+        """A dry run's feed files: counted for the report, then deleted, never delivered."""
+        for file in sealed:
+            self.report.planned_files.append(PlannedFile(file.feed, file.rows))
+            file.path.unlink()
+        self.logger.info("Dry run: %d feed file(s) not delivered: %s", len(sealed),
+                         ", ".join(f"{file.feed} ({file.rows} rows)" for file in sealed))
 
     def finish(self, fail_on_rejects: float) -> None:
         """Last checkpoint, the reject threshold, then the report (written once)."""

@@ -6,13 +6,19 @@ or through the Event API; any other stream is counted and reported as ignored. S
 declared here once; meltano.yml repeats their names, types, defaults and descriptions. Every
 run first proves URL, CA and API token with one harmless read, and checks every setting and
 the mapping file before that, listing all problems at once.
+
+Two operator features: `dry_run` does everything up to the write and reports what a run
+would change (see `sync`), and `--test` checks the connection and the feed destination and
+exits (see `connection_test`), added to singer-sdk's click command in `get_singer_command`.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+import click
 from crm_sync_mapping import MappingError, ReverseMapping, load_reverse_mapping
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -22,12 +28,20 @@ from tap_personalization.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_pro
 from tap_personalization.client import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
+    PersonalizationError,
     config_problems,
 )
+from tap_personalization.connection_test import check_connection
 from tap_personalization.delivery import DEFAULT_SFTP_PATH, DEFAULT_SFTP_PORT, destination_problems
 from tap_personalization.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from tap_personalization.sinks import IgnoredSink, MappedSink
-from tap_personalization.sync import DEFAULT_PAGE_SIZE, ETL_FEED, EVENT_API, SyncRun
+from tap_personalization.sync import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SAMPLE_SIZE,
+    ETL_FEED,
+    EVENT_API,
+    SyncRun,
+)
 from tap_personalization.tap import plain_errors
 
 DEFAULT_MAPPING_FILE = "transforms/crm-to-personalization.yml"
@@ -111,6 +125,14 @@ CONFIG_SCHEMA = th.PropertiesList(
                     "Fail the run (after every outcome is written) when rejected records "
                     "exceed this share of the input (below 1) or this count (1 or more); "
                     "unmatched records do not count.")),
+    th.Property("dry_run", th.BooleanType, default=False, description=(
+        "Map and check identities as usual (same export reads) but deliver no feed file, "
+        "send no event and emit no STATE; the report says what a run would write, with a "
+        "sample of old -> new values.")),
+    th.Property("dry_run_sample_size", th.IntegerType(minimum=0), default=DEFAULT_SAMPLE_SIZE,
+                description=(
+                    "Users whose attribute changes (current -> new value) a dry run's report "
+                    "shows.")),
 ).to_dict()
 
 
@@ -191,15 +213,51 @@ class TargetPersonalization(Target):
             raise
 
     def _write_state_message(self, state: dict) -> None:
-        """STATE only after every earlier record has its outcome and its file is delivered."""
+        """STATE only after every earlier record has its outcome and its file is delivered.
+
+        A dry run emits none: the bookmark would make the next real run skip these records.
+        """
         self.run.checkpoint()
-        super()._write_state_message(state)
+        if not self.run.dry_run:
+            super()._write_state_message(state)
 
     def process_endofpipe(self) -> None:
         super().process_endofpipe()
         self.run.finish(float(self.config.get("fail_on_rejects", DEFAULT_FAIL_ON_REJECTS)))
 
     @classmethod
-    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+    def get_singer_command(cls) -> click.Command:
+        """singer-sdk's command (--about, --config, --input, ...) plus --test."""
+        command = super().get_singer_command()
+        command.params.append(click.Option(
+            ["--test"], is_flag=True, default=False,
+            help=("Check the connection (one harmless read) and the feed destination, then "
+                  "exit; reads no input and writes nothing.")))
+        return command
+
+    @classmethod
+    def invoke(cls, *args: Any, test: bool = False, **kwargs: Any) -> None:
+        if test and not kwargs.get("about"):
+            cls.connection_test(kwargs.get("config"))
+            return
         with plain_errors(cls.logger):
             super().invoke(*args, **kwargs)
+
+    @classmethod
+    def connection_test(cls, config_input: Any) -> None:
+        """Print one line, "Connection test passed: ..." (exit 0) or what to fix (exit 1)."""
+        try:
+            target = cls(
+                config=getattr(config_input, "config", None),
+                parse_env_config=bool(getattr(config_input, "parse_env", False)),
+                validate_config=True,
+            )
+            message = check_connection(dict(target.config), cls.logger)
+        except ConfigValidationError as exc:
+            problems = " ".join(" ".join(str(p).split()) for p in exc.errors) or str(exc)
+            click.echo(f"Connection test failed: {problems}", err=True)
+            sys.exit(1)
+        except PersonalizationError as exc:
+            click.echo(f"Connection test failed: {' '.join(str(exc).split())}", err=True)
+            sys.exit(1)
+        click.echo(message)

@@ -266,7 +266,8 @@ def test_feed_run_writes_users_accounts_and_segment_deltas(
     report = report_of(config)
     assert report["status"] == "succeeded"
     assert report["objects"]["Contact"] == {
-        "target": "user", "received": 5, "written": 2, "segment_adds": 0, "segment_removes": 0,
+        "target": "user", "stream": "contacts", "received": 5, "written": 2, "segment_adds": 0,
+        "segment_removes": 0,
         "skipped": {"deleted": 1}, "unmatched": {"unknown_identity": 1},
         "rejected": {"value_too_long": 1}, "clears_not_applied": 0}
     assert report["objects"]["Account"]["unmatched"] == {"unknown_identity": 1}
@@ -280,7 +281,7 @@ def test_feed_run_writes_users_accounts_and_segment_deltas(
                        ("003000000000008AAA", "rejected", "value_too_long"),
                        ("003000000000009AAA", "unmatched", "unknown_identity")]
     markdown = (Path(config["output_dir"]) / "report.md").read_text()
-    assert "| Contact | user | 5 | 2 |" in markdown
+    assert "| Contact | contacts | user | 5 | 2 |" in markdown
 
 
 def test_every_state_waits_for_its_files(
@@ -479,5 +480,5 @@ def test_ignored_stream_records_are_never_validated_and_summary_reaches_ci(
     assert report["objects"]["Contact"]["written"] == 1
     text = summary.read_text()
     assert text.startswith("# earlier step\n## target-personalization run")
-    assert "| Contact | user | 1 | 1 |" in text
+    assert "| Contact | contacts | user | 1 | 1 |" in text
     assert "Ignored streams (not in the mapping): other." in text
