@@ -67,6 +67,8 @@ class MatchResult:
     rule: str | None = None
     keys: dict[str, str | None] = field(default_factory=dict)
     reason: str = ""
+    # The matched rows as read (Id → row): with `read_fields`, their current values.
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,12 +104,15 @@ class ObjectMatcher:
         describe: Mapping[str, Any],
         *,
         lookup_batch_size: int = 1000,
+        read_fields: Sequence[str] = (),
         logger: logging.Logger | None = None,
     ) -> None:
         self.client = client
         self.mapping = mapping
         self.sobject: str = mapping.sobject
         self.lookup_batch_size = lookup_batch_size
+        # Read along in the same look-up (a dry run shows old → new without extra calls).
+        self.read_fields = tuple(read_fields)
         self.logger = logger or logging.getLogger(__name__)
         self.fields = {str(f["name"]).lower(): f for f in describe.get("fields", [])}
         self.rules = tuple(rule for rule in mapping.match if getattr(rule, "enabled", True))
@@ -206,7 +211,11 @@ class ObjectMatcher:
             names.append(rule.field)
             if rule.fuzzy is not None and rule.fuzzy.tie_breaker_field:
                 names.append(rule.fuzzy.tie_breaker_field)
-        return list(dict.fromkeys(names))
+        names += self.read_fields
+        unique: dict[str, str] = {}
+        for name in names:  # SOQL refuses a field named twice, whatever its case
+            unique.setdefault(name.lower(), name)
+        return list(unique.values())
 
     def _statement(self, values: list[set[str]]) -> str:
         queryable = [n for n, ok in enumerate(self.queryable) if ok]
@@ -315,17 +324,18 @@ class ObjectMatcher:
         self, candidate: Candidate, hits: list[dict], rule: str, keys: dict[str, str | None]
     ) -> MatchResult:
         rows = list({row["Id"]: row for row in hits}.values())
+        by_id = {row["Id"]: row for row in rows} if self.read_fields else {}
         if len(rows) == 1:
-            return MatchResult(candidate, "matched", (rows[0]["Id"],), rule, keys)
+            return MatchResult(candidate, "matched", (rows[0]["Id"],), rule, keys, rows=by_id)
         ids = tuple(sorted(row["Id"] for row in rows))
         policy = self.mapping.ambiguity
         if policy == "update_all":
-            return MatchResult(candidate, "matched", ids, rule, keys)
+            return MatchResult(candidate, "matched", ids, rule, keys, rows=by_id)
         if policy == "most_recent":
             latest = max(str(row.get("LastModifiedDate") or "") for row in rows)
             newest = [row["Id"] for row in rows if str(row.get("LastModifiedDate") or "") == latest]
             if len(newest) == 1:
-                return MatchResult(candidate, "matched", (newest[0],), rule, keys)
+                return MatchResult(candidate, "matched", (newest[0],), rule, keys, rows=by_id)
             ids = tuple(sorted(newest))
         return MatchResult(
             candidate, "ambiguous", ids, rule, keys,

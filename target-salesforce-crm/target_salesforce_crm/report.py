@@ -37,11 +37,14 @@ class ObjectStats:
     ambiguous: int = 0
     updated: int = 0
     created: int = 0
+    unchanged: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     retried: int = 0
     lookup_calls: int = 0
     bulk_jobs: int = 0
     bulk_batches: int = 0
+    # Dry run: a few records' field-level changes, old → new (bounded, see SAMPLE_SIZE).
+    changes_sample: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rejected_total(self) -> int:
@@ -49,7 +52,8 @@ class ObjectStats:
 
     @property
     def accounted(self) -> int:
-        return self.updated + self.created + self.unmatched + self.ambiguous + self.rejected_total
+        return (self.updated + self.created + self.unchanged + self.unmatched + self.ambiguous
+                + self.rejected_total)
 
     @property
     def balanced(self) -> bool:
@@ -63,12 +67,14 @@ class ObjectStats:
             "ambiguous": self.ambiguous,
             "updated": self.updated,
             "created": self.created,
+            "unchanged": self.unchanged,
             "rejected": self.rejected_total,
             "rejected_by_code": dict(sorted(self.rejected.items())),
             "retried": self.retried,
             "lookup_calls": self.lookup_calls,
             "bulk_jobs": self.bulk_jobs,
             "bulk_batches": self.bulk_batches,
+            **({"changes_sample": self.changes_sample} if self.changes_sample else {}),
         }
 
 
@@ -91,6 +97,7 @@ class RunReport:
     api_calls: Counter[str] = field(default_factory=Counter)
     api_usage: tuple[int, int] | None = None
     status: str = "running"
+    dry_run: bool = False
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
 
@@ -123,6 +130,7 @@ class RunReport:
         # mentions the word at all.
         return {
             "status": self.status,
+            "dry_run": self.dry_run,
             **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
             "input_records": self.input_records,
@@ -148,8 +156,10 @@ class RunReport:
     def to_markdown(self) -> str:
         data = self.as_json()
         lines = [
-            "## target-salesforce-crm run",
+            "## target-salesforce-crm " + ("dry run" if self.dry_run else "run"),
             "",
+            *(["Dry run: nothing was written; *updated* and *created* are what a real run "
+               "would write.", ""] if self.dry_run else []),
             f"Status: **{self.status}**"
             + (f" — {self.error}" if self.error else "")
             + f"; {data['input_records']} input records"
@@ -157,14 +167,14 @@ class RunReport:
             + f"; {data['elapsed_seconds']:.1f} s.",
             "",
             "| object | candidates | matched | unmatched | ambiguous | updated | created "
-            "| rejected | retried |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| unchanged | rejected | retried |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, stats in data["objects"].items():
             lines.append(
                 f"| {name} | {stats['candidates']} | {stats['matched']} | {stats['unmatched']} "
                 f"| {stats['ambiguous']} | {stats['updated']} | {stats['created']} "
-                f"| {stats['rejected']} | {stats['retried']} |"
+                f"| {stats['unchanged']} | {stats['rejected']} | {stats['retried']} |"
             )
         codes = Counter[str]()
         for stats in self.objects.values():
@@ -173,6 +183,7 @@ class RunReport:
             lines += ["", "Rejected by code: " + ", ".join(
                 f"`{code}` {count}" for code, count in sorted(codes.items())
             ) + "."]
+        lines += _sample_lines(self.objects)
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
         lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
         if self.api_usage:
@@ -197,3 +208,19 @@ class RunReport:
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown)
         return {"json": json_path, "markdown": markdown_path}
+
+
+def _sample_lines(objects: dict[str, ObjectStats]) -> list[str]:
+    """Dry run: the sampled field changes as a list a reviewer can scan."""
+    lines: list[str] = []
+    for name, stats in objects.items():
+        if not stats.changes_sample:
+            continue
+        lines += ["", f"Sample of changes on {name}:"]
+        for sample in stats.changes_sample:
+            changes = "; ".join(
+                f"{field} {change['old']!r} → {change['new']!r}"
+                for field, change in sample["changes"].items()
+            )
+            lines.append(f"- {sample['key']} ({sample['crm_id']}): {changes}")
+    return lines

@@ -14,13 +14,16 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import JSONSchemaValidator
 
+from target_salesforce_crm.changes import field_changes
 from target_salesforce_crm.errors import one_line
+from target_salesforce_crm.fingerprints import FingerprintStore, fields_hash, values_hash
 from target_salesforce_crm.matching import Candidate, MatchResult, ObjectMatcher
 from target_salesforce_crm.outcomes import (
     AMBIGUOUS_MATCH,
@@ -49,7 +52,14 @@ from target_salesforce_crm.report import (
     RunReport,
     reject_allowance,
 )
-from target_salesforce_crm.writer import BulkWriter, WriteItem, WriteSummary
+from target_salesforce_crm.writer import (
+    BulkWriter,
+    DryRunWriter,
+    WriteItem,
+    WriteOutcome,
+    WriteSummary,
+    merge_items,
+)
 
 if TYPE_CHECKING:
     from target_salesforce_crm.target import TargetSalesforceCRM
@@ -59,6 +69,10 @@ DEFAULT_BATCH_SIZE_ROWS = 50_000
 # presence makes the run test the connection and the preflight instead.
 CONNECTION_TEST_STREAM = "meltano_test_stream"
 PROGRESS_SECONDS = 15.0
+# Dry run: records per object whose field-level changes the report shows.
+SAMPLE_SIZE = 5
+# Which outcome a record gets when its CRM records fared differently (rejected beats all).
+_STATUS_RANK = {"unchanged": 0, "updated": 1, "created": 2}
 
 
 class RecordingValidator(JSONSchemaValidator):
@@ -192,8 +206,16 @@ class SyncRun:
         self.outcomes = OutcomeFiles(target.output_dir)
         self.streams_seen: set[str] = set()
         self.budget = ApiBudget(float(self.target.setting("max_api_share")))
+        self.dry_run = bool(self.target.setting("dry_run"))
+        self.full_refresh = bool(self.target.setting("full_refresh"))
+        self.report.dry_run = self.dry_run
+        self.fingerprints = FingerprintStore(
+            Path(str(self.target.setting("fingerprint_db"))), readonly=self.dry_run,
+        )
         self._client: Any = None
-        self._writer: BulkWriter | None = None
+        self._writer: BulkWriter | DryRunWriter | None = None
+        # Dry run only: current CRM values of the records matched in this object step.
+        self._current: dict[str, dict[str, Any]] = {}
         self._checked: set[str] = set()
         self._matchers: dict[str, ObjectMatcher] = {}
         self._checkers: dict[str, ValueChecker] = {}
@@ -210,7 +232,9 @@ class SyncRun:
         return self._client
 
     @property
-    def writer(self) -> BulkWriter:
+    def writer(self) -> BulkWriter | DryRunWriter:
+        if self._writer is None and self.dry_run:
+            self._writer = DryRunWriter()
         if self._writer is None:
             self._writer = BulkWriter(
                 self.target.create_bulk(self.client),
@@ -238,6 +262,7 @@ class SyncRun:
             self._matchers[om.sobject] = ObjectMatcher(
                 self.client, om, describes[om.sobject],
                 lookup_batch_size=int(self.target.setting("lookup_batch_size")),
+                read_fields=self._read_fields(om),
                 logger=self.logger,
             )
             self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
@@ -324,14 +349,18 @@ class SyncRun:
         stats.lookup_calls += matcher.lookup_calls - calls_before
         verdicts.unmatched[om.sobject] = unmatched
         if updates:
-            self._write(stats, om, "update", updates)
+            changed, unchanged = self._changed(om, updates)
+            self._sample(stats, changed)
+            self._write(stats, om, "update", changed, unchanged)
         if creates:
-            self._write(stats, om, "upsert", creates)
+            self._write(stats, om, "upsert", creates, [])
+        self._current.clear()
         self.logger.info(
             "%s → %s: %d candidates, %d matched, %d unmatched, %d ambiguous, %d updated, "
-            "%d created, %d rejected so far",
+            "%d created, %d unchanged, %d rejected so far%s",
             stream, om.sobject, stats.candidates, stats.matched, stats.unmatched,
-            stats.ambiguous, stats.updated, stats.created, stats.rejected_total,
+            stats.ambiguous, stats.updated, stats.created, stats.unchanged,
+            stats.rejected_total, " (dry run: nothing written)" if self.dry_run else "",
         )
 
     def _tried(self, om: Any) -> list[str]:
@@ -372,8 +401,12 @@ class SyncRun:
             if upsert:
                 values = {**self._external_id(om, result.candidate.record), **values}
             if self._prechecked(stats, om, source, values, result.ids[0]):
+                if self.dry_run:
+                    self._current.update(result.rows)
                 updates.extend(
-                    WriteItem([source], {"Id": crm_id, **values}, crm_id) for crm_id in result.ids
+                    WriteItem([source], {"Id": crm_id, **values}, crm_id,
+                              created_date=_text(result.rows.get(crm_id, {}).get("CreatedDate")))
+                    for crm_id in result.ids
                 )
             return
         defaults = self._create_values(stats, om, result)
@@ -445,17 +478,109 @@ class SyncRun:
         ))
         return False
 
-    def _write(self, stats: ObjectStats, om: Any, operation: str, items: list[WriteItem]) -> None:
-        """Send, then fold write outcomes into exactly one outcome per input record."""
-        summary = self.writer.write(
-            om.sobject, "update" if operation == "update" else "upsert", items,
-            external_id_field=om.write.external_id if operation == "upsert" else None,
+    # -- change detection -----------------------------------------------------------------
+
+    def _read_fields(self, om: Any) -> list[str]:
+        """Fields the look-up reads besides what matching needs (same call, no extra one).
+
+        `CreatedDate` ties a fingerprint to one record's life: an Id issued again (an org
+        reset, a sandbox refreshed from production) is not mistaken for the record written
+        before. A dry run also reads the mapped fields to show old → new.
+        """
+        names = [] if self.full_refresh and not self.dry_run else ["CreatedDate"]
+        if self.dry_run:
+            names += [f.target for f in om.fields]
+        return names
+
+    @staticmethod
+    def _fingerprint_fields(om: Any) -> list[str]:
+        """The mapped field set: what an update of a matched record sends besides the Id."""
+        names = [f.target for f in om.fields]
+        if om.write.mode == "upsert":
+            names.append(om.write.external_id)
+        return names
+
+    def _changed(
+        self, om: Any, updates: list[WriteItem]
+    ) -> tuple[list[WriteItem], list[WriteItem]]:
+        """Split updates into the ones to send and the ones whose values were last written.
+
+        Items are merged per CRM Id first (as the writer would), so the fingerprint is that
+        of the payload actually sent; `full_refresh` sends everything.
+        """
+        merged, _count = merge_items(updates, lambda item: item.crm_id)
+        if self.full_refresh:
+            return merged, []
+        fields = self._fingerprint_fields(om)
+        stored = self.fingerprints.lookup(
+            self._org(), om.sobject, fields_hash(fields),
+            [item.crm_id for item in merged if item.crm_id],
         )
+        if not stored:
+            return merged, []
+        changed: list[WriteItem] = []
+        unchanged: list[WriteItem] = []
+        for item in merged:
+            known = stored.get(item.crm_id or "")
+            same = known is not None and item.created_date is not None and known == values_hash(
+                item.payload, fields, item.created_date)
+            (unchanged if same else changed).append(item)
+        return changed, unchanged
+
+    def _org(self) -> str:
+        """Which org fingerprints belong to: a refreshed sandbox shares production's Ids."""
+        return str(self.client.session().instance_url).rstrip("/").lower()
+
+    def _remember(self, om: Any, summary: WriteSummary) -> None:
+        """Fingerprint only what batch results confirmed written (never in a dry run)."""
+        if self.dry_run:
+            return
+        fields = self._fingerprint_fields(om)
+        self.fingerprints.record(self._org(), om.sobject, fields_hash(fields), (
+            (outcome.crm_id, values_hash(outcome.item.payload, fields, outcome.item.created_date))
+            for outcome in summary.outcomes
+            # A created record's CreatedDate is unknown until a look-up reads it: its
+            # fingerprint is taken the first time a run updates it.
+            if outcome.status == "updated" and outcome.crm_id and outcome.item.created_date
+        ))
+
+    def _sample(self, stats: ObjectStats, items: list[WriteItem]) -> None:
+        """Dry run: old → new of a few records, from the values read in the look-up."""
+        for item in items:
+            if len(stats.changes_sample) >= SAMPLE_SIZE:
+                return
+            current = self._current.get(item.crm_id or "")
+            if current is None:
+                continue
+            changes = field_changes(current, item.payload)
+            if changes:
+                stats.changes_sample.append({
+                    "key": item.sources[0].key, "crm_id": item.crm_id, "changes": changes,
+                })
+
+    def _write(
+        self, stats: ObjectStats, om: Any, operation: str, items: list[WriteItem],
+        unchanged: list[WriteItem],
+    ) -> None:
+        """Send, then fold write outcomes into exactly one outcome per input record."""
+        if items:
+            summary = self.writer.write(
+                om.sobject, "update" if operation == "update" else "upsert", items,
+                external_id_field=om.write.external_id if operation == "upsert" else None,
+            )
+            self._remember(om, summary)
+        else:
+            summary = WriteSummary()
         stats.bulk_jobs += summary.jobs
         stats.bulk_batches += summary.batches
         stats.retried += summary.retried
+        summary.outcomes.extend(
+            WriteOutcome(item, "unchanged", item.crm_id) for item in unchanged
+        )
         verdict = self._verdicts_of(om, summary)
-        missing = {s.position for item in items for s in item.sources} - set(verdict)
+        missing = {
+            s.position for item in (*items, *unchanged) for s in item.sources
+        } - set(verdict)
         if missing:  # the writer promises an outcome per item: never drop a record silently
             raise RuntimeError(
                 f"{om.sobject} {operation}: {len(missing)} records came back without an "
@@ -466,6 +591,8 @@ class SyncRun:
                 stats.rejected[code or "UNKNOWN_ERROR"] += 1
             elif status == "created":
                 stats.created += 1
+            elif status == "unchanged":
+                stats.unchanged += 1
             else:
                 stats.updated += 1
 
@@ -482,8 +609,13 @@ class SyncRun:
                     ))
                     if verdict.get(source.position, ("",))[0] != "rejected":
                         verdict[source.position] = ("rejected", outcome.code)
-                elif source.position not in verdict or verdict[source.position][0] == "updated":
-                    verdict[source.position] = (outcome.status, None)
+                else:
+                    before = verdict.get(source.position)
+                    if before is None or (
+                        before[0] != "rejected"
+                        and _STATUS_RANK[outcome.status] > _STATUS_RANK[before[0]]
+                    ):
+                        verdict[source.position] = (outcome.status, None)
         return verdict
 
     def _reject(self, stats: ObjectStats, reject: Reject) -> None:
@@ -498,7 +630,7 @@ class SyncRun:
 
     # -- the end ------------------------------------------------------------------------
 
-    def connection_test(self) -> None:
+    def connection_test(self) -> str:
         """What `meltano config test` should prove: credentials, API access, permissions.
 
         A token, `limits` and one `describe` per enabled object of the mapping, with every
@@ -510,11 +642,13 @@ class SyncRun:
                 self.streams_seen.add(om.stream)
         self._preflight(objects[0].stream if objects else "")
         self._sync_api_counts()
-        self.logger.info(
-            "Connection test passed: authenticated, %s daily API requests remaining, "
-            "preflight passed for %s", self.budget.remaining,
-            ", ".join(sorted(om.sobject for om in objects)) or "no object",
+        line = (
+            f"Connection test passed: authenticated, {self.budget.remaining} daily API "
+            "requests remaining, preflight passed for "
+            + (", ".join(sorted(om.sobject for om in objects)) or "no object")
         )
+        self.logger.info("%s", line)
+        return line
 
     def finish(self, fail_on_rejects: float) -> None:
         """Write the reports; fail when more records were rejected than allowed."""
@@ -542,6 +676,7 @@ class SyncRun:
         if self._closed:
             return
         self._closed = True
+        self.fingerprints.close()
         self.outcomes.open()
         self.outcomes.close()
         self._sync_api_counts()
@@ -561,3 +696,7 @@ class SyncRun:
             return
         self.report.api_calls = Counter(self._client.api_calls)
         self.report.api_usage = self._client.api_usage
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)

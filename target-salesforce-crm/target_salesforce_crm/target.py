@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 from crm_sync_mapping import MappingError, load_forward_mapping
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.errors import SalesforceError, one_line
+from target_salesforce_crm.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
 from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.report import RejectThresholdError
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
@@ -90,6 +92,24 @@ TARGET_SETTINGS = th.PropertiesList(
         description="Input records per drain. Each drain is a checkpoint: every record "
                     "before a STATE message has its outcome.",
     ),
+    th.Property(
+        "dry_run", th.BooleanType, default=False,
+        description="Look up, map and check every record and write the report of what a "
+                    "real run would update, create or reject (with a sample of field "
+                    "changes, old → new), without any write: no Bulk job.",
+    ),
+    th.Property(
+        "fingerprint_db", th.StringType, default=DEFAULT_FINGERPRINT_DB,
+        description="SQLite file remembering what was last written to each CRM record, so "
+                    "records whose mapped values have not changed are skipped (reported as "
+                    "unchanged). Relocatable: cache its folder between CI runs.",
+    ),
+    th.Property(
+        "full_refresh", th.BooleanType, default=False,
+        description="Send every matched record even when its fingerprint says it is "
+                    "unchanged (and rewrite the fingerprints), e.g. after someone edited "
+                    "the CRM records by hand.",
+    ),
 )
 
 
@@ -105,6 +125,7 @@ class TargetConfigError(Exception):
 # Errors that end a run with one actionable line instead of a traceback.
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
+    FingerprintStoreError,
 )
 
 
@@ -181,6 +202,10 @@ class TargetSalesforceCRM(Target):
             raise
         self.run.finish(float(self.setting("fail_on_rejects")))
 
+    def test_connection(self) -> str:
+        """Authenticate, check the API budget and run the full preflight; write nothing."""
+        return self.run.connection_test()
+
     @classmethod
     def invoke(
         cls,
@@ -189,12 +214,40 @@ class TargetSalesforceCRM(Target):
         about_format: str | None = None,
         config: Any = None,
         file_input: Any = None,
+        test: bool = False,
     ) -> None:
         """Run; a known failure ends with one actionable log line and exit code 1."""
         try:
+            if test and not about:
+                cls._invoke_test(config)
+                return
             super().invoke(
                 about=about, about_format=about_format, config=config, file_input=file_input,
             )
         except FATAL_ERRORS as exc:
             cls.logger.error("%s", one_line(str(exc)))
             sys.exit(1)
+
+    @classmethod
+    def _invoke_test(cls, config: Any) -> None:
+        """`--test`: the connection check without reading stdin (a plugin command runs it)."""
+        cls.print_version(print_fn=cls.logger.info)
+        target = cls(
+            config=config.config if config else None,
+            validate_config=True,
+            parse_env_config=bool(config and config.parse_env),
+        )
+        target.test_connection()
+        sys.exit(0)
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """singer-sdk's target command plus `--test` (as singer-sdk taps have it)."""
+        command = super().get_singer_command()
+        command.params.append(click.Option(
+            ["--test"], is_flag=True, default=False,
+            help="Test the connection: authenticate, check the API budget and run the "
+                 "preflight for every enabled object of the mapping; write nothing, read "
+                 "no input. Exit code 0 when it passes, 1 with the reason when not.",
+        ))
+        return command

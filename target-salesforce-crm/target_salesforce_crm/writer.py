@@ -24,7 +24,8 @@ from typing import Any, Literal, Protocol
 from target_salesforce_crm.errors import SalesforceError, TransientError
 from target_salesforce_crm.outcomes import SourceRef
 
-WriteStatus = Literal["updated", "created", "rejected"]
+# `unchanged`: skipped by change detection, never handed to a writer.
+WriteStatus = Literal["updated", "created", "rejected", "unchanged"]
 
 MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_BYTES = 10_000_000
@@ -60,6 +61,8 @@ class WriteItem:
     crm_id: str | None = None
     attempts: int = 0
     last_error: tuple[str, str, list[str]] | None = None
+    # The CRM record's CreatedDate from the look-up: part of its change-detection identity.
+    created_date: str | None = None
 
 
 @dataclass
@@ -110,7 +113,8 @@ def merge_items(items: Sequence[WriteItem], key: Callable[[WriteItem], str | Non
             continue
         existing = merged.get(identity)
         if existing is None:
-            merged[identity] = WriteItem(list(item.sources), dict(item.payload), item.crm_id)
+            merged[identity] = WriteItem(list(item.sources), dict(item.payload), item.crm_id,
+                                         created_date=item.created_date)
             continue
         existing.sources.extend(item.sources)
         existing.payload.update(item.payload)
@@ -304,3 +308,32 @@ class BulkWriter:
 
 def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+class DryRunWriter:
+    """Stands in for `BulkWriter` in a dry run: the same merging, no Bulk job, no call.
+
+    Each merged item comes back `updated` (or `created` for an upsert), which is what a
+    real run does when Salesforce accepts every row, so the report shows the run to come.
+    """
+
+    def write(
+        self,
+        sobject: str,
+        operation: Literal["update", "upsert"],
+        items: Sequence[WriteItem],
+        *,
+        external_id_field: str | None = None,
+    ) -> WriteSummary:
+        summary = WriteSummary()
+        if operation == "update":
+            pending, summary.merged = merge_items(items, lambda item: item.crm_id)
+            status: WriteStatus = "updated"
+        else:
+            assert external_id_field is not None
+            pending, summary.merged = merge_items(
+                items, lambda item: _text(item.payload.get(external_id_field))
+            )
+            status = "created"
+        summary.outcomes.extend(WriteOutcome(item, status, item.crm_id) for item in pending)
+        return summary

@@ -99,6 +99,7 @@ def config(sf: Any, tmp_path: Path, mapping: str | Path = DEFAULT_MAPPING,
         "auth_url": sf.url, "ca_bundle": sf.ca_bundle,
         "client_id": defaults.SF_CLIENT_ID, "client_secret": defaults.SF_CLIENT_SECRET,
         "mapping_file": str(mapping), "output_dir": str(tmp_path / "out"),
+        "fingerprint_db": str(tmp_path / "fingerprints.sqlite"),
         "poll_initial": 0.05, "poll_max": 0.2, "retry_backoff": 0.05, **overrides,
     }
 

@@ -146,7 +146,7 @@ def test_report_json_markdown_and_step_summary(tmp_path: Path,
     assert (data["input_records"], data["ignored_records"]) == (10, 3)
     assert contact.balanced
     markdown = paths["markdown"].read_text()
-    assert "| Contact | 10 | 7 | 3 | 0 | 6 | 0 | 1 | 0 |" in markdown
+    assert "| Contact | 10 | 7 | 3 | 0 | 6 | 0 | 0 | 1 | 0 |" in markdown
     assert "`UNABLE_TO_LOCK_ROW` 1" in markdown
     assert summary.read_text() == "earlier step\n" + markdown
     assert report.log_line().startswith('run summary {"status":"succeeded"')
