@@ -11,6 +11,8 @@ import asyncio
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -218,3 +220,49 @@ def test_wrong_password_names_the_settings(sandbox: Any, sftp_server: SftpServer
     with pytest.raises(DeliveryError, match="sftp_username and sftp_password") as caught:
         run_target(config)
     assert "nope" not in str(caught.value)
+
+
+def connection_test(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`target-personalization --test` as Meltano's `target-personalization:test` runs it."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return subprocess.run(
+        [sys.executable, "-c", "from tap_personalization.target import TargetPersonalization;"
+                               "TargetPersonalization.cli()", "--config", str(path), "--test"],
+        input="", capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_connection_test_logs_in_and_uploads_nothing(sandbox: Any, sftp_server: SftpServer,
+                                                     tmp_path: Path) -> None:
+    sftp_server.renames.clear()
+    answer = connection_test(config_for(sandbox, sftp_server, tmp_path), tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip().endswith(
+        f"feed files can go to sftp://{USERNAME}@127.0.0.1:{sftp_server.port}/inbound.")
+    assert sftp_server.renames == []
+    assert list((Path(sandbox.data_dir) / "personalization" / "inbound").iterdir()) == []
+    assert sandbox.ledger()["by_kind"] == {"users_export": 1}
+
+
+def test_connection_test_refuses_a_wrong_host_key(sandbox: Any, sftp_server: SftpServer,
+                                                 tmp_path: Path) -> None:
+    other = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")
+    config = config_for(sandbox, sftp_server, tmp_path, sftp_known_hosts=None,
+                        sftp_host_key_fingerprint=other)
+    answer = connection_test(config, tmp_path)
+    assert answer.returncode == 1
+    line = answer.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"Connection test failed: SFTP host key of 127.0.0.1:"
+                           f"{sftp_server.port} is not trusted")
+    assert "sftp_host_key_fingerprint" in line
+    assert PASSWORD not in answer.stdout + answer.stderr
+
+
+def test_connection_test_names_a_missing_sftp_path(sandbox: Any, sftp_server: SftpServer,
+                                                   tmp_path: Path) -> None:
+    config = config_for(sandbox, sftp_server, tmp_path, sftp_path="/no-such-folder")
+    answer = connection_test(config, tmp_path)
+    assert answer.returncode == 1
+    assert answer.stderr.strip().splitlines()[-1] == (
+        "Connection test failed: Setting sftp_path: /no-such-folder is not a folder on "
+        "127.0.0.1; point it at the dataset's inbound folder.")
