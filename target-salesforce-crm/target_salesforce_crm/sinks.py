@@ -487,7 +487,7 @@ class SyncRun:
         reset, a sandbox refreshed from production) is not mistaken for the record written
         before. A dry run also reads the mapped fields to show old → new.
         """
-        names = [] if self.full_refresh and not self.dry_run else ["CreatedDate"]
+        names = ["CreatedDate"]  # also under full_refresh, which rewrites the fingerprints
         if self.dry_run:
             names += [f.target for f in om.fields]
         return names

@@ -224,6 +224,11 @@ def test_unchanged_records_are_not_sent_again(sf: Any, tmp_path: Path) -> None:
             refresh["objects"]["Contact"]["unchanged"]) == (50, 0)
     assert kinds(sf)["bulk_batch"] == 1
 
+    rewritten = run(cfg, third_users)  # full_refresh rewrote the fingerprints
+
+    assert (rewritten["objects"]["Contact"]["updated"],
+            rewritten["objects"]["Contact"]["unchanged"]) == (0, 50)
+
 
 def test_rejected_records_are_not_fingerprinted_and_go_again(sf: Any, tmp_path: Path) -> None:
     ids = seed(sf, "Contact", [{"LastName": f"C{n}", "Email": f"c{n}@example.com"}
