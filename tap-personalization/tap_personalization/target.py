@@ -171,6 +171,11 @@ def delivery_problems(config: dict[str, Any], mapping: ReverseMapping | None) ->
     return problems
 
 
+def _types(schema: dict[str, Any]) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
 class TargetPersonalization(Target):
     """Singer target writing CRM records to Personalization users, accounts and segments."""
 
@@ -198,6 +203,22 @@ class TargetPersonalization(Target):
         self.max_parallelism = 1
         self.mapping = mapping
         self.run = SyncRun(config, mapping, identity_attributes, logger=self.logger)
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Number settings from environment variables first become numbers.
+
+        singer-sdk converts integers, booleans and arrays from `--config ENV` (how the
+        `target-personalization:test` command gets its settings) but leaves numbers as text,
+        so `fail_on_rejects` would fail validation.
+        """
+        for name, schema in self.config_jsonschema["properties"].items():
+            value = self._config.get(name)
+            if isinstance(value, str) and "number" in _types(schema):
+                try:
+                    self._config[name] = float(value)
+                except ValueError:
+                    continue  # left as text: validation names the setting
+        return super()._validate_config(raise_errors=raise_errors)
 
     def get_sink_class(self, stream_name: str) -> type[MappedSink] | type[IgnoredSink]:
         return MappedSink if self.run.mapper.is_mapped(stream_name) else IgnoredSink
