@@ -47,6 +47,7 @@ def project_env(salesforce_sandbox: Any, personalization_sandbox: Any,
         "TARGET_SALESFORCE_CRM_AUTH_URL": salesforce_sandbox.url,
         "TARGET_SALESFORCE_CRM_CA_BUNDLE": salesforce_sandbox.ca_bundle,
         "TARGET_SALESFORCE_CRM_OUTPUT_DIR": str(work / "output" / "target-salesforce-crm"),
+        "TARGET_SALESFORCE_CRM_FINGERPRINT_DB": str(work / "fingerprints.sqlite"),
         "TARGET_CSV_OUTPUT_PATH": str(work / "csv"),
         "E2E_WORK": str(work),
     })
