@@ -71,7 +71,7 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("max_retries", th.IntegerType(minimum=1), default=DEFAULT_MAX_RETRIES,
                 description=(
                     "Attempts for one request or SFTP delivery (the first included) on 429, "
-                    "5xx, event errorCode 3 (busy) and connection errors.")),
+                    "5xx, busy Event API replies (code 3) and connection failures.")),
     th.Property("mapping_file", th.StringType, default=DEFAULT_MAPPING_FILE, description=(
         "Reverse mapping (crm-to-personalization YAML): CRM objects to user/account "
         "attributes, campaigns to segments; relative to the working directory.")),
