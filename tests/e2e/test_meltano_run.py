@@ -121,13 +121,13 @@ def test_meltano_config_test_succeeds_for_the_taps(project_env: dict[str, str], 
 
 
 @pytest.mark.parametrize("plugin", ["target-salesforce-crm", "target-personalization"])
-def test_meltano_config_test_of_loaders_fails_only_in_meltano_itself(
+def test_meltano_config_test_of_loaders_fails_at_most_in_meltano_itself(
     project_env: dict[str, str], plugin: str, meltano: Any,
 ) -> None:
-    """Pins the upstream bug the README documents; when Meltano fixes it, this test fails and
-    the README and workflow can go back to `meltano config test` for the targets."""
+    """Our target passes Meltano's loader probe; Meltano 4.4 then often (a race) fails on its
+    own when it terminates the loader that has already exited. Either way the only failure
+    allowed is that one, which the README documents."""
     result = meltano(project_env, "--log-level=debug", "config", "test", plugin, check=False)
     output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "ProcessLookupError" in output
-    assert "plugin_test_service.py" in output
+    assert result.returncode != 0 or "plugin configuration is valid" in output.lower()
+    assert result.returncode == 0 or "ProcessLookupError" in output
