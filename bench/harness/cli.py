@@ -102,7 +102,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     scratch.mkdir()
     paths: dict[str, Any] = {}
     stream = None
-    with running(data_dir) as servers:
+    with running(data_dir, seeded.folder) as servers:
         if "target" in args.paths:
             stream = dataset.users_stream(args.work_dir, seeded, servers["personalization"],
                                           scratch)
@@ -121,10 +121,12 @@ def _save(size: int, measured: dict[str, Any], results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{datetime.now(UTC).date().isoformat()}-{size_label(size)}.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
+    if previous.get("schema") != goals.SCHEMA:
+        previous = {}  # an older layout: its sections would not read like the new ones
     merged = {**previous.get("paths", {}), **measured["paths"]}
     paths = {name: merged[name] for name in PATHS if name in merged}
     result = {
-        "schema": 1, "size": size, "seed": measured["seed"],
+        "schema": goals.SCHEMA, "size": size, "seed": measured["seed"],
         "updated_at": machine.now(), "machine": machine.describe(),
         "dataset": {"counts": measured["counts"],
                     "users_stream": measured["users_stream"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.dataset import Seeded, StreamFile
-from harness.sandbox import Server
+from harness.sandbox import Sandboxes, Server
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class Context:
     seeded: Seeded
     data_dir: Path
     scratch: Path
-    servers: dict[str, Server]
+    servers: Sandboxes
     stream: StreamFile | None  # only built when the target path runs
     repeat: int
 

@@ -118,6 +118,8 @@ def users_stream(work_dir: Path, seeded: Seeded, pzn: Server, scratch: Path) -> 
     raw = scratch / "stream-raw.jsonl"
     procs.run([tap, "--config", str(config), "--catalog", str(catalog)],
               log=scratch / "stream-tap.log", stdout=raw)
+    for stale in folder.glob(f"users-{seeded.users}-s{seeded.seed}-*"):
+        stale.unlink()  # captured by an older tap; a million users take 600 MB
     partial = path.with_suffix(".partial")
     stream = _strip_and_count(raw, partial)
     raw.unlink()

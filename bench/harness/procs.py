@@ -66,18 +66,27 @@ def _wrapped(cmd: Sequence[str], log: Path) -> tuple[list[str], Path]:
     return [sys.executable, "-S", "-I", str(WRAPPER), str(usage_file), *cmd], usage_file
 
 
-def _watchdog(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> threading.Timer:
-    """Stop only the children this run started once the time bound is over."""
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()  # the wrapper forwards it to the plugin
 
-    def _stop() -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()  # the wrapper forwards it to the plugin
 
-    timer = threading.Timer(timeout_s, _stop)
+def _wait_all(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> list[int]:
+    """Wait for the children this run started; past the time bound, or when the harness
+    itself is interrupted, stop them (and only them) instead of leaving them behind."""
+    timer = threading.Timer(timeout_s, _stop, args=(procs,))
     timer.daemon = True
     timer.start()
-    return timer
+    try:
+        return [proc.wait() for proc in procs]
+    except BaseException:
+        _stop(procs)
+        for proc in procs:
+            proc.wait()
+        raise
+    finally:
+        timer.cancel()
 
 
 def _result(cmd: Sequence[str], usage_file: Path, log: Path, returncode: int) -> Usage:
@@ -95,11 +104,7 @@ def run(cmd: Sequence[str], *, log: Path, stdin: Path | None = None,
           open(stdout or os.devnull, "wb") as sink,
           log.open("wb") as errors):
         proc = subprocess.Popen(wrapped, stdin=source, stdout=sink, stderr=errors, env=env)
-        timer = _watchdog([proc], timeout_s)
-        try:
-            returncode = proc.wait()
-        finally:
-            timer.cancel()
+        [returncode] = _wait_all([proc], timeout_s)
     return _result(cmd, usage_file, log, returncode)
 
 
@@ -117,11 +122,7 @@ def pipeline(producer: Sequence[str], consumer: Sequence[str], *, logs: tuple[Pa
         second = subprocess.Popen(second_cmd, stdin=first.stdout, stdout=sink,
                                   stderr=consumer_log, env=env)
         first.stdout.close()  # the consumer holds the only reading end now
-        timer = _watchdog([first, second], timeout_s)
-        try:
-            first_code, second_code = first.wait(), second.wait()
-        finally:
-            timer.cancel()
+        first_code, second_code = _wait_all([first, second], timeout_s)
     # The consumer first: when it dies, the producer only reports a broken pipe.
     consumed = _result(consumer, second_usage, logs[1], second_code)
     return _result(producer, first_usage, logs[0], first_code), consumed

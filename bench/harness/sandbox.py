@@ -3,12 +3,14 @@
 Started with the same command line as `sandbox start` (`python -m emulators.cli serve`),
 each on its own data folder copy, so a benchmark never touches `.sandbox/` or a test's
 servers. The server's CPU time is read from /proc so the report can show how much of a
-run's wall time the sandbox itself spent.
+run's wall time the sandbox itself spent. `restore` puts a system's data back to the
+pristine seed, so every repetition of a run that writes starts from the same state.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import requests
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
+SYSTEMS = ("salesforce", "personalization")
 
 
 def free_port() -> int:
@@ -83,24 +86,51 @@ def _stop(server: Server) -> None:
             server.process.wait()
 
 
-@contextmanager
-def running(data_dir: Path, names: tuple[str, ...] = ("salesforce", "personalization"),
-            ) -> Iterator[dict[str, Server]]:
-    """Start the named emulators on `data_dir` (certificates already in it); stop them after."""
-    ca = str(data_dir / "ca.pem")
-    servers: dict[str, Server] = {}
-    try:
-        for name in names:
-            port = free_port()
-            log = data_dir / f"{name}.log"
-            with log.open("ab") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "emulators.cli", "--data-dir", str(data_dir),
-                     "serve", name, "--port", str(port)],
-                    stdout=out, stderr=out)
-            servers[name] = Server(name, f"https://127.0.0.1:{port}", ca, process)
-            _wait_ready(servers[name], log)
-        yield servers
-    finally:
-        for server in servers.values():
+class Sandboxes:
+    """Both emulators on one data folder; `[name]` is the running server of a system."""
+
+    def __init__(self, data_dir: Path, pristine: Path) -> None:
+        self.data_dir = data_dir
+        self.pristine = pristine
+        self._servers: dict[str, Server] = {}
+
+    def __getitem__(self, name: str) -> Server:
+        return self._servers[name]
+
+    def start(self, name: str) -> Server:
+        port = free_port()
+        log = self.data_dir / f"{name}.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "emulators.cli", "--data-dir", str(self.data_dir),
+                 "serve", name, "--port", str(port)],
+                stdout=out, stderr=out)
+        server = Server(name, f"https://127.0.0.1:{port}", str(self.data_dir / "ca.pem"),
+                        process)
+        self._servers[name] = server
+        _wait_ready(server, log)
+        return server
+
+    def restore(self, name: str) -> Server:
+        """Stop the system, put its pristine data back, start it again (on a new port)."""
+        _stop(self._servers.pop(name))
+        shutil.rmtree(self.data_dir / name)
+        shutil.copytree(self.pristine / name, self.data_dir / name)
+        return self.start(name)
+
+    def stop_all(self) -> None:
+        for server in self._servers.values():
             _stop(server)
+        self._servers.clear()
+
+
+@contextmanager
+def running(data_dir: Path, pristine: Path) -> Iterator[Sandboxes]:
+    """Start both emulators on `data_dir` (certificates already in it); stop them after."""
+    sandboxes = Sandboxes(data_dir, pristine)
+    try:
+        for name in SYSTEMS:
+            sandboxes.start(name)
+        yield sandboxes
+    finally:
+        sandboxes.stop_all()

@@ -1,9 +1,12 @@
 """Path 1 and its floors: the `users` stream into target-salesforce-crm, target-csv, a parser.
 
-The three consumers run interleaved (target, target-csv, parse, target, …) so that a change
-in machine load hits all of them alike. For the target, the Salesforce sandbox's own CPU
-time during the run is subtracted to give the plugin's net time: the emulator's SQLite work
-stands in for Salesforce's servers, which a real run does not pay for on this machine.
+Two target runs per repetition: a first sync (Salesforce data restored to the seed, so
+every matched contact is written) and right after it a re-run of the same input, where
+nothing changed and the target should only look up. The consumers run interleaved (target,
+re-run, target-csv, parse, target, …) so a change in machine load hits all of them alike.
+For the target, the Salesforce sandbox's own CPU time during the run is subtracted to give
+the plugin's net time: the emulator's SQLite work stands in for Salesforce's servers, which
+a real run does not pay for on this machine.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ def _written_contacts(sf: Server) -> int:
     return len(sf.admin("GET", "records/Contact", params={"fields": "Id", "where": WRITTEN}))
 
 
-def _target_run(ctx: Context, index: int) -> dict[str, Any]:
+def _target_run(ctx: Context, index: int, label: str) -> dict[str, Any]:
     sf = ctx.salesforce
-    output = ctx.scratch / f"target-out-{index}"
+    output = ctx.scratch / f"target-out-{label}-{index}"
     shutil.rmtree(output, ignore_errors=True)
     config = plugins.write_config(
         ctx.scratch / "target-salesforce-crm.json",
@@ -44,7 +47,7 @@ def _target_run(ctx: Context, index: int) -> dict[str, Any]:
     cpu_before = sf.cpu_seconds()
     usage = procs.run([str(plugins.executable("target-salesforce-crm")), "--config",
                        str(config)], stdin=ctx.users_stream.path,
-                      log=ctx.scratch / f"target-salesforce-crm-{index}.log")
+                      log=ctx.scratch / f"target-salesforce-crm-{label}-{index}.log")
     sandbox_cpu = round(sf.cpu_seconds() - cpu_before, 3)
     ledger = sf.ledger()
     report = json.loads((output / "report.json").read_text())
@@ -78,44 +81,68 @@ def _parse_run(ctx: Context, index: int) -> dict[str, Any]:
     return {**usage.as_json(), "records": json.loads(out.read_text())["records"]}
 
 
+def _calls(run: dict[str, Any], candidates: int, matched: int) -> dict[str, Any]:
+    return minimum.compare(run["api_calls"],
+                           minimum.target_minimum({"Contact": candidates}, {"Contact": matched}),
+                           run["calls"])
+
+
+def _bulk(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "polls": [run["api_calls"].get("bulk_poll", 0) for run in runs],
+        "server_batch_s": [run["bulk"]["server_batch_s"] for run in runs],
+        "notice_latency_s": [run["bulk"]["notice_latency_s"] for run in runs],
+        "jobs": runs[0]["bulk"]["jobs"], "batches": runs[0]["bulk"]["batches"],
+    }
+
+
+def _contact(run: dict[str, Any]) -> dict[str, Any]:
+    return run["report"]["objects"].get("Contact", {})
+
+
 def run(ctx: Context) -> dict[str, Any]:
-    sf = ctx.salesforce
-    records = ctx.users_stream.records
-    written_before = _written_contacts(sf)
-    target_runs, csv_runs, parse_runs = [], [], []
-    written_after = 0
+    records, candidates = ctx.users_stream.records, ctx.users_stream.with_email
+    first_runs, reruns, csv_runs, parse_runs = [], [], [], []
+    written_before = written_after = 0
     for index in range(ctx.repeat):
-        target_runs.append(_target_run(ctx, index))
+        if index:
+            ctx.servers.restore("salesforce")  # the seed again: a true first sync each time
+        else:
+            written_before = _written_contacts(ctx.salesforce)
+        first_runs.append(_target_run(ctx, index, "first"))
         if index == 0:
-            written_after = _written_contacts(sf)
+            written_after = _written_contacts(ctx.salesforce)
+        reruns.append(_target_run(ctx, index, "rerun"))
         csv_runs.append(_csv_run(ctx, index))
         parse_runs.append(_parse_run(ctx, index))
 
-    target = with_rates(median_usage(target_runs), records)
+    target = with_rates(median_usage(first_runs), records)
+    rerun = with_rates(median_usage(reruns), records)
     csv = with_rates(median_usage(csv_runs), records)
     parse = with_rates(median_usage(parse_runs), records)
-    contact = target_runs[0]["report"]["objects"].get("Contact", {})
+    contact, rerun_contact = _contact(first_runs[0]), _contact(reruns[0])
     matched = int(contact.get("matched", 0))
-    calls = minimum.compare(target_runs[0]["api_calls"],
-                            minimum.target_minimum({"Contact": ctx.users_stream.with_email},
-                                                   {"Contact": matched}),
-                            target_runs[0]["calls"])
-    for run_result in target_runs:
-        del run_result["calls"]  # thousands of lines at 1M; the summary above keeps counts
+    calls = _calls(first_runs[0], candidates, matched)
+    calls_rerun = _calls(reruns[0], candidates, int(rerun_contact.get("updated", 0)))
+    for run_result in (*first_runs, *reruns):
+        del run_result["calls"]  # thousands of lines at 1M; the summaries keep the counts
     return {
         "status": "ok",
         "records": records,
         "outcome": {
-            "report_status": target_runs[0]["report"]["status"],
+            "report_status": first_runs[0]["report"]["status"],
             "candidates": contact.get("candidates"), "matched": matched,
             "updated": contact.get("updated"), "unmatched": contact.get("unmatched"),
             "ambiguous": contact.get("ambiguous"), "rejected": contact.get("rejected"),
+            "rerun_updated": rerun_contact.get("updated"),
+            "rerun_unchanged": rerun_contact.get("unchanged"),
             "sandbox_contacts_written_before": written_before,
             "sandbox_contacts_written_after": written_after,
             "csv_rows_written": csv_runs[0]["rows_written"],
             "parse_records": parse_runs[0]["records"],
         },
         "target_salesforce_crm": target,
+        "target_salesforce_crm_rerun": rerun,
         "target_csv": csv,
         "parse": parse,
         "ratios": {
@@ -124,15 +151,12 @@ def run(ctx: Context) -> dict[str, Any]:
             "vs_target_csv_cpu": ratio(target["records_per_cpu_s"], csv["records_per_cpu_s"]),
             "vs_parse_wall": ratio(target["records_per_s"], parse["records_per_s"]),
             "vs_parse_net": ratio(target["net_records_per_s"], parse["net_records_per_s"]),
+            "rerun_vs_target_csv_net": ratio(rerun["net_records_per_s"],
+                                             csv["net_records_per_s"]),
         },
         "api_calls": calls,
-        "bulk": {
-            "polls": [run["api_calls"].get("bulk_poll", 0) for run in target_runs],
-            "server_batch_s": [run["bulk"]["server_batch_s"] for run in target_runs],
-            "notice_latency_s": [run["bulk"]["notice_latency_s"] for run in target_runs],
-            "jobs": target_runs[0]["bulk"]["jobs"],
-            "batches": target_runs[0]["bulk"]["batches"],
-        },
-        "runs": {"target_salesforce_crm": target_runs, "target_csv": csv_runs,
-                 "parse": parse_runs},
+        "api_calls_rerun": calls_rerun,
+        "bulk": _bulk(first_runs),
+        "runs": {"target_salesforce_crm": first_runs, "target_salesforce_crm_rerun": reruns,
+                 "target_csv": csv_runs, "parse": parse_runs},
     }

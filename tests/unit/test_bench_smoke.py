@@ -32,7 +32,7 @@ def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     tmp_path = tmp_path_factory.mktemp("bench")
-    done = _bench(tmp_path, "--size", str(USERS), "--repeat", "1")
+    done = _bench(tmp_path, "--size", str(USERS), "--repeat", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     files = list((tmp_path / "results").glob(f"*-{USERS}.json"))
     assert len(files) == 1
@@ -70,11 +70,27 @@ def test_target_path_wrote_the_matches_and_counted_calls(
     assert calls["actual"]["soap_query"] == 1
     assert calls["actual"]["bulk_batch"] == 1
     assert target["bulk"]["batches"] == 1
-    for consumer in ("target_salesforce_crm", "target_csv", "parse"):
+    # Each repetition starts from the seed again, so each first sync writes every match.
+    firsts = target["runs"]["target_salesforce_crm"]
+    assert [run["report"]["objects"]["Contact"]["updated"] for run in firsts] == [
+        outcome["matched"]] * 2
+    for consumer in ("target_salesforce_crm", "target_salesforce_crm_rerun", "target_csv",
+                     "parse"):
         usage = target[consumer]
         assert usage["wall_s"] > 0
         assert usage["cpu_s"] > 0
         assert usage["peak_rss_mb"] > 0
+
+
+def test_rerun_of_the_same_input_only_looks_up(results: tuple[dict[str, Any], Path]) -> None:
+    target = results[0]["paths"]["target"]
+    assert target["outcome"]["rerun_updated"] == 0
+    assert target["outcome"]["rerun_unchanged"] == target["outcome"]["matched"]
+    calls = target["api_calls_rerun"]
+    assert calls["actual"]["soap_query"] == 1
+    assert [calls["actual"].get(kind, 0) for kind in ("bulk_job", "bulk_batch", "bulk_result",
+                                                      "bulk_poll")] == [0, 0, 0, 0]
+    assert calls["minimum"]["bulk_batch"] == 0
 
 
 def test_tap_path_read_every_user_both_ways(results: tuple[dict[str, Any], Path]) -> None:
