@@ -168,6 +168,24 @@ class TargetSalesforceCRM(Target):
         self.output_dir = Path(str(self.setting("output_dir")))
         self.run = SyncRun(self)
 
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Number settings from environment variables first become numbers.
+
+        singer-sdk converts integers, booleans and arrays from `--config ENV` (how the
+        `target-salesforce-crm:test` Meltano command gets its settings) but leaves numbers as
+        text, so `max_api_share` or `fail_on_rejects` would fail validation.
+        """
+        for name, schema in self.config_jsonschema["properties"].items():
+            value = self._config.get(name)
+            declared = schema.get("type", [])
+            if isinstance(value, str) and "number" in (declared if isinstance(declared, list)
+                                                       else [declared]):
+                try:
+                    self._config[name] = float(value)
+                except ValueError:
+                    continue  # left as text: validation names the setting
+        return super()._validate_config(raise_errors=raise_errors)
+
     def setting(self, name: str) -> Any:
         """A target setting; its declared default also when the value is explicitly null."""
         value = self.config.get(name)
