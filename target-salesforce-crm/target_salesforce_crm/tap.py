@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 from crm_sync_mapping import MappingError, load_reverse_mapping
@@ -235,6 +235,27 @@ class TapSalesforceCRM(Tap):
             super().cb_test(ctx, param, value)
         except (SalesforceError, MappingError, ConfigValidationError) as error:
             click.echo(f"Connection test failed: {error}", err=True)
+            sys.exit(1)
+
+    @classmethod
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """`--discover` (Meltano runs it before every sync): failures in one plain line."""
+        try:
+            super().cb_discover(ctx, param, value)
+        except (SalesforceError, MappingError) as error:
+            click.echo(f"Discovery failed: {error}", err=True)
+            sys.exit(1)
+
+    @classmethod
+    def invoke(cls, *, about: bool = False, about_format: str | None = None,
+               config: Any = None, state: IO[str] | None = None,
+               catalog: IO[str] | None = None) -> None:
+        """A sync: failures in one plain line (exit 1) instead of a traceback."""
+        try:
+            super().invoke(about=about, about_format=about_format, config=config, state=state,
+                           catalog=catalog)
+        except (SalesforceError, MappingError) as error:
+            cls.logger.error("Sync failed: %s", error)
             sys.exit(1)
 
 
