@@ -61,7 +61,7 @@ demo: .meltano/.installed
 	$(BIN)/sandbox summary
 
 test: .meltano/.installed
-	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: .meltano/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

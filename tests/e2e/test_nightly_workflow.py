@@ -19,7 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly-sync.yml"
 
-pytestmark = pytest.mark.e2e
+# Meltano writes its run files into the one project: never two Meltano runs at once.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("meltano-project")]
 
 
 def _workflow() -> dict[str, Any]:
