@@ -26,6 +26,9 @@ BENCH = Path(__file__).resolve().parents[1]
 PATHS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "target": target_path.run, "tap": tap_path.run, "reverse": reverse_path.run,
 }
+PROFILES: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "target": target_path.profile, "tap": tap_path.profile, "reverse": reverse_path.profile,
+}
 SMALL_SIZE = 100_000  # up to here three repetitions by default, above one
 SUFFIXES = {"k": 1_000, "m": 1_000_000}
 
@@ -63,6 +66,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--readme", type=Path, default=BENCH / "README.md",
                         help="Markdown file whose results block is regenerated")
+    parser.add_argument("--profile", action="store_true",
+                        help="after measuring, run each plugin once more under py-spy and "
+                             "report where its time goes")
     args = parser.parse_args(argv)
     try:
         args.sizes = [parse_size(part) for part in args.size.split(",") if part.strip()]
@@ -75,6 +81,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.repeat is not None and args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
     return args
+
+
+def _profile_path(name: str, ctx: Context) -> dict[str, Any]:
+    print(f"[bench] {ctx.seeded.users:,} records: profiling the {name} path ...",
+          file=sys.stderr, flush=True)
+    try:
+        return PROFILES[name](ctx)
+    except Exception as exc:  # a failed profile is reported; the measurements still count
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _run_path(name: str, ctx: Context) -> dict[str, Any]:
@@ -110,6 +126,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         for name in PATHS:  # fixed order, whatever order --only gave
             if name in args.paths:
                 paths[name] = _run_path(name, ctx)
+                if args.profile and paths[name]["status"] == "ok":
+                    paths[name]["profile"] = _profile_path(name, ctx)
     for system in ("salesforce", "personalization"):  # the bulk of the disk; logs stay
         shutil.rmtree(data_dir / system)
     return {"seed": seeded.seed, "counts": seeded.counts,

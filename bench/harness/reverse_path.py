@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness import minimum, plugins, procs
+from harness import minimum, plugins, procs, profiling
 from harness.context import Context
 from harness.stats import median_of, median_usage, rate
 
@@ -47,10 +47,7 @@ def _one_run(ctx: Context, index: int, configs: tuple[Path, Path]) -> dict[str, 
     sf_cpu, pzn_cpu = sf.cpu_seconds(), pzn.cpu_seconds()
     logs = (ctx.scratch / f"tap-salesforce-crm-{index}.log",
             ctx.scratch / f"target-personalization-{index}.log")
-    tap, target = procs.pipeline(
-        [str(plugins.executable("tap-salesforce-crm")), "--config", str(configs[0])],
-        [str(plugins.executable("target-personalization")), "--config", str(configs[1])],
-        logs=logs)
+    tap, target = procs.pipeline(*_commands(configs), logs=logs)
     sandbox_cpu = round(sf.cpu_seconds() - sf_cpu + pzn.cpu_seconds() - pzn_cpu, 3)
     sf_ledger = sf.ledger()
     feeds = _feed_results(ctx, seen)
@@ -69,12 +66,12 @@ def _one_run(ctx: Context, index: int, configs: tuple[Path, Path]) -> dict[str, 
     }
 
 
-def run(ctx: Context) -> dict[str, Any]:
+def _configs(ctx: Context) -> tuple[Path, Path]:
     sf, pzn = ctx.salesforce, ctx.personalization
     output = ctx.scratch / "target-personalization-out"
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir()
-    configs = (
+    return (
         plugins.write_config(ctx.scratch / "tap-salesforce-crm.json",
                              plugins.tap_salesforce_config(sf.url, sf.ca_bundle)),
         plugins.write_config(ctx.scratch / "target-personalization.json",
@@ -82,6 +79,15 @@ def run(ctx: Context) -> dict[str, Any]:
                                  pzn.url, pzn.ca_bundle,
                                  ctx.data_dir / "personalization" / "inbound", output)),
     )
+
+
+def _commands(configs: tuple[Path, Path]) -> tuple[list[str], list[str]]:
+    return ([str(plugins.executable("tap-salesforce-crm")), "--config", str(configs[0])],
+            [str(plugins.executable("target-personalization")), "--config", str(configs[1])])
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    configs = _configs(ctx)
     runs = [_one_run(ctx, index, configs) for index in range(ctx.repeat)]
     calls = runs[0]["calls"]
     for run_result in runs:
@@ -116,3 +122,16 @@ def run(ctx: Context) -> dict[str, Any]:
         },
         "runs": runs,
     }
+
+
+def profile(ctx: Context) -> dict[str, Any]:
+    """The pipeline once, both ends under py-spy."""
+    tap, target = _commands(_configs(ctx))
+    raws = (ctx.scratch / "profile-tap-salesforce-crm.txt",
+            ctx.scratch / "profile-target-personalization.txt")
+    procs.profiled([tap, target], samples=raws, sampler=profiling.sampler,
+                   logs=[ctx.scratch / "profile-tap-salesforce-crm.log",
+                         ctx.scratch / "profile-target-personalization.log"])
+    ctx.personalization.admin("POST", "process-inbound")
+    return {"tap-salesforce-crm": profiling.summarise(raws[0]),
+            "target-personalization": profiling.summarise(raws[1])}

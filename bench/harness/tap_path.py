@@ -8,14 +8,13 @@ page size. Both are measured from outside, the tap with `users` as its only stre
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from emulators import defaults
 
-from harness import minimum, plugins, procs
+from harness import minimum, plugins, procs, profiling
 from harness.context import Context
 from harness.stats import median_usage, ratio, with_rates
 
@@ -56,7 +55,7 @@ def _tap_run(ctx: Context, config: Path, catalog: Path, index: int) -> dict[str,
 def _bare_run(ctx: Context, index: int) -> dict[str, Any]:
     pzn = ctx.personalization
     out = ctx.scratch / f"bare-{index}.json"
-    env = {**os.environ, "BENCH_PZN_API_KEY_SECRET": defaults.PZN_API_KEY_SECRET}
+    env = {"BENCH_PZN_API_KEY_SECRET": defaults.PZN_API_KEY_SECRET}
     pzn.clear_ledger()
     cpu_before = pzn.cpu_seconds()
     usage = procs.run([sys.executable, str(BARE_HTTP), pzn.url, defaults.PZN_DATASET,
@@ -96,3 +95,15 @@ def run(ctx: Context) -> dict[str, Any]:
                                      minimum.tap_minimum(users, plugins.PAGE_SIZE)),
         "runs": {"tap_personalization": tap_runs, "bare_http": bare_runs},
     }
+
+
+def profile(ctx: Context) -> dict[str, Any]:
+    pzn = ctx.personalization
+    config = plugins.write_config(ctx.scratch / "tap-personalization.json",
+                                  plugins.tap_personalization_config(pzn.url, pzn.ca_bundle))
+    raw = ctx.scratch / "profile-tap.txt"
+    command = [str(plugins.executable("tap-personalization")), "--config", str(config),
+               "--catalog", str(_catalog(ctx, config))]
+    procs.profiled([command], logs=[ctx.scratch / "profile-tap.log"], samples=[raw],
+                   sampler=profiling.sampler)
+    return {"tap-personalization": profiling.summarise(raw)}

@@ -19,7 +19,7 @@ from typing import Any
 
 from emulators import defaults
 
-from harness import minimum, plugins, procs
+from harness import minimum, plugins, procs, profiling
 from harness.bulk_timing import bulk_timing
 from harness.context import Context
 from harness.sandbox import Server
@@ -34,19 +34,25 @@ def _written_contacts(sf: Server) -> int:
     return len(sf.admin("GET", "records/Contact", params={"fields": "Id", "where": WRITTEN}))
 
 
-def _target_run(ctx: Context, index: int, label: str) -> dict[str, Any]:
+def _target_command(ctx: Context, output: Path) -> list[str]:
+    """The target's command line on a fresh output folder, with a full daily API allowance."""
     sf = ctx.salesforce
-    output = ctx.scratch / f"target-out-{label}-{index}"
     shutil.rmtree(output, ignore_errors=True)
     config = plugins.write_config(
         ctx.scratch / "target-salesforce-crm.json",
         plugins.target_salesforce_config(sf.url, sf.ca_bundle, output))
     sf.admin("POST", "limits",
              json={"DailyApiRequests": {"Remaining": defaults.SF_DAILY_API_REQUESTS}})
+    return [str(plugins.executable("target-salesforce-crm")), "--config", str(config)]
+
+
+def _target_run(ctx: Context, index: int, label: str) -> dict[str, Any]:
+    sf = ctx.salesforce
+    output = ctx.scratch / f"target-out-{label}-{index}"
+    command = _target_command(ctx, output)
     sf.clear_ledger()
     cpu_before = sf.cpu_seconds()
-    usage = procs.run([str(plugins.executable("target-salesforce-crm")), "--config",
-                       str(config)], stdin=ctx.users_stream.path,
+    usage = procs.run(command, stdin=ctx.users_stream.path,
                       log=ctx.scratch / f"target-salesforce-crm-{label}-{index}.log")
     sandbox_cpu = round(sf.cpu_seconds() - cpu_before, 3)
     ledger = sf.ledger()
@@ -160,3 +166,17 @@ def run(ctx: Context) -> dict[str, Any]:
         "runs": {"target_salesforce_crm": first_runs, "target_salesforce_crm_rerun": reruns,
                  "target_csv": csv_runs, "parse": parse_runs},
     }
+
+
+def profile(ctx: Context) -> dict[str, Any]:
+    """One first sync and one re-run under py-spy."""
+    summaries = {}
+    ctx.servers.restore("salesforce")
+    for label in ("first", "rerun"):
+        raw = ctx.scratch / f"profile-target-{label}.txt"
+        command = _target_command(ctx, ctx.scratch / f"target-out-profile-{label}")
+        procs.profiled([command], logs=[ctx.scratch / f"profile-target-{label}.log"],
+                       samples=[raw], sampler=profiling.sampler, stdin=ctx.users_stream.path)
+        name = "target-salesforce-crm" + (" (re-run)" if label == "rerun" else "")
+        summaries[name] = profiling.summarise(raw)
+    return summaries
