@@ -8,6 +8,7 @@ session's servers through the standard `<PLUGIN>_<SETTING>` environment variable
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,27 @@ from emulators.demo_data import generate
 ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
 DEMO_USERS = 300
+# What a Meltano project run needs from the checkout; the plugins' installed virtual
+# environments are shared, Meltano's own run files (.meltano/run) are not.
+PROJECT_LINKS = ("Makefile", "requirements-dev.txt", "transforms",
+                 "tap-personalization", "target-salesforce-crm", "sandbox", ".venv",
+                 ".meltano/extractors", ".meltano/loaders", ".meltano/.installed")
 
 Meltano = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project as seen by Meltano, in its own folder, so that a demo or benchmark
+    running Meltano in the checkout at the same time cannot touch this run's files."""
+    root = tmp_path_factory.mktemp("project")
+    (root / ".meltano").mkdir()
+    for name in PROJECT_LINKS:
+        (root / name).symlink_to(ROOT / name)
+    # Meltano wants the file itself inside the project; its time is kept so that `make
+    # install` (a workflow step) sees nothing to reinstall.
+    shutil.copy2(ROOT / "meltano.yml", root / "meltano.yml")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +78,11 @@ def project_env(salesforce_sandbox: Any, personalization_sandbox: Any,
 
 
 @pytest.fixture
-def meltano() -> Meltano:
+def meltano(project_root: Path) -> Meltano:
     def run(env: dict[str, str], *args: str, check: bool = True,
             ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(MELTANO), *args], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run([str(MELTANO), *args], cwd=project_root, env=env,
+                                capture_output=True, text=True, timeout=600)
         if check:
             assert result.returncode == 0, (
                 f"meltano {' '.join(args)} failed:\n{result.stderr[-4000:]}")

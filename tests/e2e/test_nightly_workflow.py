@@ -61,7 +61,7 @@ def test_workflow_runs_only_commands_the_readme_documents() -> None:
 
 
 def test_workflow_commands_run_against_the_sandboxes(
-    project_env: dict[str, str], tmp_path: Path,
+    project_env: dict[str, str], project_root: Path, tmp_path: Path,
 ) -> None:
     env = dict(project_env)
     env["MELTANO_STATE_BACKEND_URI"] = f"file://{tmp_path / 'state'}"
@@ -69,7 +69,7 @@ def test_workflow_commands_run_against_the_sandboxes(
 
     def night() -> None:
         for command in _run_commands():
-            result = subprocess.run(shlex.split(command), cwd=ROOT, env=env,
+            result = subprocess.run(shlex.split(command), cwd=project_root, env=env,
                                     capture_output=True, text=True, timeout=900)
             assert result.returncode == 0, f"{command} failed:\n{result.stderr[-4000:]}"
 
@@ -78,10 +78,10 @@ def test_workflow_commands_run_against_the_sandboxes(
     summary = (tmp_path / "step-summary.md").read_text()
     assert "target-salesforce-crm" in summary
 
-    first = _bookmarks(env)
+    first = _bookmarks(env, project_root)
     assert first, "no tap-salesforce-crm bookmarks in the state backend"
     night()
-    second = _bookmarks(env)
+    second = _bookmarks(env, project_root)
     # The second night resumed from the stored bookmarks and moved them forward (the forward
     # sync's own writes changed SystemModstamp on the matched contacts and accounts).
     assert set(second) == set(first)
@@ -89,14 +89,16 @@ def test_workflow_commands_run_against_the_sandboxes(
     assert second["contacts"] > first["contacts"]
 
 
-def _bookmarks(env: dict[str, str]) -> dict[str, str]:
+def _bookmarks(env: dict[str, str], project_root: Path) -> dict[str, str]:
     """Replication-key values of tap-salesforce-crm's streams, read from the state backend."""
-    listed = subprocess.run([str(ROOT / ".venv" / "bin" / "meltano"), "state", "list"], cwd=ROOT,
-                            env=env, capture_output=True, text=True, check=True).stdout
+    meltano = str(ROOT / ".venv" / "bin" / "meltano")
+    listed = subprocess.run([meltano, "state", "list"], cwd=project_root, env=env,
+                            capture_output=True, text=True, check=True).stdout
     state_id = next(line.strip() for line in listed.splitlines()
                     if "tap-salesforce-crm-to-target-personalization" in line)
-    raw = subprocess.run([str(ROOT / ".venv" / "bin" / "meltano"), "state", "get", state_id],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    raw = subprocess.run([meltano, "state", "get", state_id],
+                         cwd=project_root, env=env, capture_output=True, text=True,
+                         check=True).stdout
     state = json.loads(raw[raw.index("{"):])
     streams = state["singer_state"]["bookmarks"]
     return {name: bookmark["replication_key_value"] for name, bookmark in streams.items()
