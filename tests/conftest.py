@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from emulators.tls import ensure_certificates
 
 
