@@ -61,6 +61,7 @@ demo: .meltano/.installed
 	$(BIN)/sandbox summary
 
 test: .meltano/.installed
+	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: .meltano/.installed
