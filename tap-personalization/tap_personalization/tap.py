@@ -16,7 +16,9 @@ from typing import Any
 import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib import Message, RecordMessage
 
 from tap_personalization.client import (
     DEFAULT_MAX_RETRIES,
@@ -150,11 +152,31 @@ def plain_errors(logger: logging.Logger) -> Iterator[None]:
         sys.exit(1)
 
 
+class RecordWriter(MsgSpecWriter):
+    """msgspec-encoded Singer messages, RECORDs flushed in bulk with the next SCHEMA or STATE.
+
+    The SDK's writers flush stdout after every record, a system call per record that
+    dominated this tap's profile; a STATE is still flushed the moment it is written.
+    """
+
+    def write_message(self, message: Message) -> None:
+        line = self.format_message(message)
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # stdout replaced by a text stream (tests, notebooks)
+            sys.stdout.write(line.decode())
+        else:
+            binary.write(line)
+        if not isinstance(message, RecordMessage):
+            sys.stdout.flush()
+
+
 class TapPersonalization(Tap):
     """Singer tap for the Personalization export APIs."""
 
     name = "tap-personalization"
     config_jsonschema = CONFIG_SCHEMA
+    #: Several times faster than the default writer (benchmarked).
+    message_writer_class = RecordWriter
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

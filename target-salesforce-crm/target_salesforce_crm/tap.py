@@ -19,7 +19,9 @@ import click
 from crm_sync_mapping import MappingError, load_reverse_mapping
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib import Message, RecordMessage
 
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import ApiError, SalesforceError
@@ -62,10 +64,30 @@ class StreamSpec:
     fields: Mapping[str, str]
 
 
+class RecordWriter(MsgSpecWriter):
+    """msgspec-encoded Singer messages, RECORDs flushed in bulk with the next SCHEMA or STATE.
+
+    The SDK's writers flush stdout after every record, a system call per record that
+    dominated this tap's profile; a STATE is still flushed the moment it is written.
+    """
+
+    def write_message(self, message: Message) -> None:
+        line = self.format_message(message)
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # stdout replaced by a text stream (tests, notebooks)
+            sys.stdout.write(line.decode())
+        else:
+            binary.write(line)
+        if not isinstance(message, RecordMessage):
+            sys.stdout.flush()
+
+
 class TapSalesforceCRM(Tap):
     """Reads Contacts, Leads, Accounts and Campaign Members by `SystemModstamp` bookmark."""
 
     name = "tap-salesforce-crm"
+    #: Several times faster than the default writer, which took most of this tap's time.
+    message_writer_class = RecordWriter
 
     config_jsonschema = th.PropertiesList(
         *CONNECTION_SETTINGS,
