@@ -3,7 +3,7 @@
 After a measured run the harness authenticates like any client (client credentials) and
 lists each job's batches: `createdDate` → `systemModstamp` of a finished batch is the time
 the server held it (queue + processing). Joined with the ledger's timestamps it also shows
-how long the plugin took to notice a finished batch (its polling latency). These calls are
+how long the plugin took to notice a finished job (its polling latency). These calls are
 made after the run's ledger was read, so they never count against the plugin.
 """
 
@@ -18,7 +18,6 @@ from emulators import defaults
 
 API_VERSION = "59.0"
 _JOB_PATH = re.compile(r"/services/async/[^/]+/job/(?P<job>[A-Za-z0-9]{15,18})")
-_RESULT_PATH = re.compile(r"/batch/(?P<batch>[A-Za-z0-9]{15,18})/result$")
 
 
 def _when(text: str) -> float:
@@ -62,7 +61,7 @@ def bulk_timing(url: str, ca_bundle: str, calls: list[dict[str, Any]]) -> dict[s
         return {"jobs": 0, "batches": 0, "server_batch_s": 0.0, "notice_latency_s": 0.0}
     token = _session(url, ca_bundle)
     intervals: list[tuple[float, float]] = []
-    finished: dict[str, float] = {}
+    done: dict[str, float] = {}  # job -> when the server finished its last batch
     states: dict[str, int] = {}
     for job in jobs:
         answer = requests.get(f"{url}/services/async/{API_VERSION}/job/{job}/batch",
@@ -72,12 +71,14 @@ def bulk_timing(url: str, ca_bundle: str, calls: list[dict[str, Any]]) -> dict[s
             states[batch["state"]] = states.get(batch["state"], 0) + 1
             start, stop = _when(batch["createdDate"]), _when(batch["systemModstamp"])
             intervals.append((start, stop))
-            finished[batch["id"]] = stop
+            done[job] = max(done.get(job, stop), stop)
+    # Per job: from the server finishing its last batch to the plugin's next call about
+    # that job (a poll or a result fetch) = how long the plugin took to notice.
     latencies = []
     for call in calls:
-        match = _RESULT_PATH.search(call["path"])
-        if match and match["batch"] in finished:
-            latencies.append(max(0.0, _when(call["at"]) - finished.pop(match["batch"])))
+        match = _JOB_PATH.match(call["path"])
+        if match and match["job"] in done and _when(call["at"]) >= done[match["job"]]:
+            latencies.append(_when(call["at"]) - done.pop(match["job"]))
     return {
         "jobs": len(jobs), "batches": len(intervals), "batch_states": states,
         "server_batch_s": round(_union_seconds(intervals), 3),

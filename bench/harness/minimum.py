@@ -41,14 +41,15 @@ def tap_minimum(users: int, page_size: int) -> dict[str, int]:
     return {"users_export": ceil(users / page_size) + 1}
 
 
-def crm_read_minimum(rows: dict[str, int]) -> dict[str, int]:
-    """tap-salesforce-crm: auth, one describe per object, every REST page once.
+def crm_read_minimum(rows: dict[str, int], related: tuple[str, ...] = ()) -> dict[str, int]:
+    """tap-salesforce-crm without an input catalog: auth, one describe per object read and
+    per object reached through a relationship column (its field types), every REST page once.
 
     An object with no rows still costs one query (its empty first page).
     """
     return {
         "oauth": 1,
-        "describe": len(rows),
+        "describe": len(rows) + len(related),
         "rest_query": sum(max(1, ceil(count / REST_PAGE)) for count in rows.values()),
     }
 

@@ -31,7 +31,7 @@ def latest_by_size(results_dir: Path) -> dict[int, dict[str, Any]]:
             continue
         data["file"] = path.name
         latest[int(data["size"])] = data
-    return latest
+    return dict(sorted(latest.items()))
 
 
 def _fmt(value: Any, digits: int = 0) -> str:
@@ -141,7 +141,7 @@ def _calls_section(results: dict[int, dict[str, Any]]) -> list[str]:
         ])
     return _table(["records", "matched", "calls by kind (first sync)", "theoretical minimum",
                    "excess", "polls per run", "sandbox batch s per run",
-                   "poll notice latency s"], rows)
+                   "notice latency s per run"], rows)
 
 
 def _tap_section(results: dict[int, dict[str, Any]]) -> list[str]:
@@ -185,24 +185,31 @@ def _reverse_section(results: dict[int, dict[str, Any]]) -> list[str]:
                    "SF calls / minimum"], rows)
 
 
-def _profile_section(results: dict[int, dict[str, Any]]) -> list[str]:
-    lines = []
-    for size, result in results.items():
+def _largest_profiles(results: dict[int, dict[str, Any]]) -> list[tuple[int, str, str, Any]]:
+    """Each plugin's profile at the largest size that has one (smaller ones stay in JSON)."""
+    chosen: dict[str, tuple[int, str, str, Any]] = {}
+    for size, result in results.items():  # ascending sizes: larger ones overwrite
         for path, section in result["paths"].items():
             for plugin, summary in (section.get("profile") or {}).items():
-                if plugin == "error":
-                    lines.append(f"- {_fmt(size)} records, {path} path: profile failed: "
-                                 f"{summary[:200]}")
-                    continue
-                if not summary.get("samples"):
-                    continue
-                top_self = ", ".join(f"`{item['function']}` {item['share']:.0%}"
-                                     for item in summary["self"][:PROFILE_TOP])
-                top_under = ", ".join(f"`{item['function']}` {item['share']:.0%}"
-                                      for item in summary["inclusive"][:PROFILE_TOP])
-                lines += [f"- **{plugin}**, {_fmt(size)} records ({summary['samples']:,} "
-                          f"samples at 100 Hz, {summary['idle_share']:.0%} waiting on I/O):",
-                          f"  - self: {top_self}", f"  - inclusive: {top_under}"]
+                chosen[f"{path}/{plugin}"] = (size, path, plugin, summary)
+    return list(chosen.values())
+
+
+def _profile_section(results: dict[int, dict[str, Any]]) -> list[str]:
+    lines = []
+    for size, path, plugin, summary in _largest_profiles(results):
+        if plugin == "error":
+            lines.append(f"- {_fmt(size)} records, {path} path: profile failed: {summary[:200]}")
+            continue
+        if not summary.get("samples"):
+            continue
+        top_self = ", ".join(f"`{item['function']}` {item['share']:.0%}"
+                             for item in summary["self"][:PROFILE_TOP])
+        top_under = ", ".join(f"`{item['function']}` {item['share']:.0%}"
+                              for item in summary["inclusive"][:PROFILE_TOP])
+        lines += [f"- **{plugin}**, {_fmt(size)} records ({summary['samples']:,} samples at "
+                  f"100 Hz, {summary['idle_share']:.0%} waiting on I/O):",
+                  f"  - self: {top_self}", f"  - inclusive: {top_under}"]
     return lines or ["No profiles: run with `--profile`."]
 
 
@@ -249,7 +256,8 @@ def render(results: dict[int, dict[str, Any]]) -> str:
         ("Reverse path: tap-salesforce-crm | target-personalization (ETL feed)",
          _reverse_section),
         ("Growth", _growth_section),
-        ("Hot paths (py-spy, `--profile`)", _profile_section),
+        ("Hot paths (py-spy, `--profile`; each plugin at the largest size profiled)",
+         _profile_section),
     )
     for title, section in sections:
         lines += [f"### {title}", "", *section(results), ""]
