@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from harness import dataset, goals, machine, readme, reverse_path, tap_path, target_path
@@ -155,7 +157,13 @@ def _save(size: int, measured: dict[str, Any], results_dir: Path) -> Path:
     return path
 
 
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C: children and sandboxes this run started are stopped."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = _arguments(argv)
     failed = []
     for size in args.sizes:
