@@ -15,8 +15,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-_RATES = ("rate_429", "rate_5xx", "busy_rate")
-_COUNTS = ("fail_next", "busy_next")
+from emulators.fault_settings import parse_faults
 
 
 @dataclass(frozen=True)
@@ -30,34 +29,12 @@ class FaultSettings:
     seed: int | None = None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def parse_settings(raw: Any) -> FaultSettings:
     """Validate a `POST /__admin/faults` body; ValueError names the offending key."""
-    if not isinstance(raw, dict):
-        raise ValueError('faults must be a JSON object, e.g. {"rate_429": 0.2}')
-    known = set(FaultSettings.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"unknown fault {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    for name in _RATES:
-        value = raw.get(name, 0.0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
-    for name in (*_COUNTS, "retry_after"):
-        value = raw.get(name, 0)
-        if not _is_int(value) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    seed = raw.get("seed")
-    if seed is not None and not _is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    return FaultSettings(
-        rate_429=float(raw.get("rate_429", 0.0)), retry_after=raw.get("retry_after", 1),
-        rate_5xx=float(raw.get("rate_5xx", 0.0)), fail_next=raw.get("fail_next", 0),
-        busy_rate=float(raw.get("busy_rate", 0.0)), busy_next=raw.get("busy_next", 0),
-        seed=seed,
+    return parse_faults(
+        raw, FaultSettings, example='{"rate_429": 0.2}',
+        rates=("rate_429", "rate_5xx", "busy_rate"),
+        counts=("fail_next", "busy_next", "retry_after"),
     )
 
 

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-_RATES = ("http_503_rate", "drop_rate", "lock_row_rate")
+from emulators.fault_settings import parse_faults
 
 
 @dataclass(frozen=True)
@@ -26,32 +26,10 @@ class FaultSettings:
 
 def parse_settings(raw: Any) -> FaultSettings:
     """Validate a `POST /__admin/faults` body; ValueError names the offending key."""
-    if not isinstance(raw, dict):
-        raise ValueError("faults must be a JSON object, e.g. {\"http_503_rate\": 0.1}")
-    known = set(FaultSettings.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"unknown fault {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    for name in _RATES:
-        value = raw.get(name, 0.0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
-    fail_batches = raw.get("fail_batches", 0)
-    if isinstance(fail_batches, bool) or not isinstance(fail_batches, int) or fail_batches < 0:
-        raise ValueError(f"fail_batches must be a non-negative integer, got {fail_batches!r}")
-    delay = raw.get("batch_delay_seconds", 0.0)
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 600:
-        raise ValueError(f"batch_delay_seconds must be between 0 and 600, got {delay!r}")
-    seed = raw.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    return FaultSettings(
-        http_503_rate=float(raw.get("http_503_rate", 0.0)),
-        drop_rate=float(raw.get("drop_rate", 0.0)),
-        lock_row_rate=float(raw.get("lock_row_rate", 0.0)),
-        fail_batches=fail_batches,
-        batch_delay_seconds=float(delay),
-        seed=seed,
+    return parse_faults(
+        raw, FaultSettings, example='{"http_503_rate": 0.1}',
+        rates=("http_503_rate", "drop_rate", "lock_row_rate"),
+        counts=("fail_batches",), ranges={"batch_delay_seconds": (0, 600)},
     )
 
 
