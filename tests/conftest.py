@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from emulators import defaults
 from emulators.tls import ensure_certificates
 
 
@@ -55,6 +56,16 @@ class SandboxServer:
 
     def faults(self, **settings: Any) -> None:
         self.admin("POST", "faults", json=settings)
+
+    def salesforce_token(self) -> dict[str, Any]:
+        """A client-credentials token of the default connected app (Salesforce sandbox only)."""
+        answer = requests.post(
+            f"{self.url}/services/oauth2/token", data={"grant_type": "client_credentials"},
+            auth=(defaults.SF_CLIENT_ID, defaults.SF_CLIENT_SECRET), verify=self.ca_bundle,
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return dict(answer.json())
 
 
 def _start(name: str, data_dir: Path) -> Iterator[SandboxServer]:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import requests
-from emulators import defaults
 
 FINAL = ("Completed", "Failed", "NotProcessed")
 LOCK_MESSAGE = "UNABLE_TO_LOCK_ROW: unable to obtain exclusive access to this record"
@@ -22,14 +21,9 @@ class Bulk:
     """A minimal Bulk 1.0 client for the tests, one HTTP call per method."""
 
     def __init__(self, sandbox: Any) -> None:
-        answer = requests.post(
-            f"{sandbox.url}/services/oauth2/token", data={"grant_type": "client_credentials"},
-            auth=(defaults.SF_CLIENT_ID, defaults.SF_CLIENT_SECRET),
-            verify=sandbox.ca_bundle, timeout=30)
-        answer.raise_for_status()
         self.base = f"{sandbox.url}/services/async/59.0"
         self.ca = sandbox.ca_bundle
-        self.headers = {"X-SFDC-Session": answer.json()["access_token"]}
+        self.headers = {"X-SFDC-Session": sandbox.salesforce_token()["access_token"]}
 
     def raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(method, f"{self.base}/{path}", headers=self.headers,

@@ -27,13 +27,8 @@ class Bulk2:
     """A minimal Bulk 2.0 query client for the tests; counts the calls it makes by kind."""
 
     def __init__(self, sandbox: Any) -> None:
-        answer = requests.post(
-            f"{sandbox.url}/services/oauth2/token", data={"grant_type": "client_credentials"},
-            auth=(defaults.SF_CLIENT_ID, defaults.SF_CLIENT_SECRET),
-            verify=sandbox.ca_bundle, timeout=30)
-        answer.raise_for_status()
         self.sandbox = sandbox
-        self.token = str(answer.json()["access_token"])
+        self.token = str(sandbox.salesforce_token()["access_token"])
         self.calls: Counter[str] = Counter()
 
     def raw(self, method: str, path: str, kind: str, **kwargs: Any) -> requests.Response:

@@ -18,13 +18,7 @@ def _clean(salesforce_sandbox: Any) -> None:
 
 @pytest.fixture
 def token(salesforce_sandbox: Any) -> str:
-    answer = requests.post(
-        f"{salesforce_sandbox.url}/services/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(defaults.SF_CLIENT_ID, defaults.SF_CLIENT_SECRET),
-        verify=salesforce_sandbox.ca_bundle, timeout=30)
-    answer.raise_for_status()
-    return str(answer.json()["access_token"])
+    return str(salesforce_sandbox.salesforce_token()["access_token"])
 
 
 def call(sandbox: Any, token: str, method: str, path: str, **kwargs: Any
