@@ -7,22 +7,17 @@ with, plus the ledger of calls the target made.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from emulators import defaults
-from tap_personalization.target import TargetPersonalization
+from support.target_personalization import config_for, run_target
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-MAPPING = ROOT / "transforms" / "crm-to-personalization.yml"
 CONTACT_A, CONTACT_C, CONTACT_X = "003000000000001AAA", "003000000000003AAA", "003000000000009AAA"
 LEAD_B = "00Q000000000002AAA"
 
@@ -118,31 +113,6 @@ def sandbox(personalization_sandbox: Any) -> Any:
     return box
 
 
-def inbound_of(sandbox: Any) -> Path:
-    return Path(sandbox.data_dir) / "personalization" / "inbound"
-
-
-def config_for(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    config = {
-        "base_url": sandbox.url, "dataset": defaults.PZN_DATASET,
-        "api_key_id": defaults.PZN_API_KEY_ID, "api_key_secret": defaults.PZN_API_KEY_SECRET,
-        "ca_bundle": sandbox.ca_bundle, "mapping_file": str(MAPPING),
-        "feed_dir": str(inbound_of(sandbox)), "output_dir": str(tmp_path / "out"),
-        "fail_on_rejects": 100,
-    }
-    config.update(overrides)
-    return config
-
-
-def run_target(config: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run like the CLI does (connection check, then the input); returns the STATE lines."""
-    out = io.StringIO()
-    with redirect_stdout(out):
-        TargetPersonalization(config=config).listen(
-            io.StringIO("".join(json.dumps(m) + "\n" for m in messages)))
-    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
-
-
 def processed(sandbox: Any) -> list[dict[str, Any]]:
     """Force processing of whatever is left in inbound; every result so far."""
     sandbox.admin("POST", "process-inbound")
@@ -186,7 +156,7 @@ def assert_first_sync_arrived(sandbox: Any) -> None:
 
 
 def test_feed_files_through_the_inbound_folder(sandbox: Any, tmp_path: Path) -> None:
-    config = config_for(sandbox, tmp_path)
+    config = config_for(sandbox, tmp_path / "out")
     states = run_target(config, first_sync())
     assert states == [{"bookmarks": {"contacts": {"replication_key_value": "1"}}}]
     results = processed(sandbox)
@@ -214,7 +184,7 @@ def test_feed_files_through_the_inbound_folder(sandbox: Any, tmp_path: Path) -> 
 
 
 def test_event_api_one_call_per_user(sandbox: Any, tmp_path: Path) -> None:
-    config = config_for(sandbox, tmp_path, delivery="event_api", event_concurrency=3)
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api", event_concurrency=3)
     run_target(config, first_sync())
     # users changed at once by the events; accounts and memberships through feed files
     assert user(sandbox, "u-000001")["attributes"]["crmTitle"] == "CTO"
@@ -239,7 +209,7 @@ def test_event_api_one_call_per_user(sandbox: Any, tmp_path: Path) -> None:
 def test_rejects_with_reasons_and_the_value_limit(sandbox: Any, tmp_path: Path) -> None:
     sandbox.admin("POST", "users", json=[{"id": "u-000001", "emailAddress": "ada@example.com",
                                           "attributes": {"crmTitle": "CTO"}}])
-    config = config_for(sandbox, tmp_path, delivery="event_api")
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api")
     messages = [
         CONTACTS,
         rec("contacts", Id=CONTACT_A, Email="ada@example.com", Title="é" * 1024,  # 2 KB
@@ -273,7 +243,7 @@ def test_sixty_attributes_are_split_into_two_feed_files(sandbox: Any, tmp_path: 
         "    stream: contacts\n    target: user\n"
         "    identity: [{attribute: emailAddress, source: Email}]\n"
         f"    attributes:\n{attributes}\n", encoding="utf-8")
-    config = config_for(sandbox, tmp_path, mapping_file=str(mapping), gzip=True)
+    config = config_for(sandbox, tmp_path / "out", mapping_file=str(mapping), gzip=True)
     wide = schema("contacts", {"Id": {"type": "string"}, "Email": TEXT, "IsDeleted": FLAG,
                                **{name: TEXT for name in fields}})
     run_target(config, [wide, rec("contacts", Id=CONTACT_A, Email="ada@example.com",
@@ -288,7 +258,7 @@ def test_sixty_attributes_are_split_into_two_feed_files(sandbox: Any, tmp_path: 
 
 def test_transient_failures_are_retried(sandbox: Any, tmp_path: Path) -> None:
     sandbox.faults(fail_next=2, busy_next=1)
-    config = config_for(sandbox, tmp_path, delivery="event_api")
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api")
     run_target(config, first_sync())
     processed(sandbox)
     assert_first_sync_arrived(sandbox)
@@ -323,7 +293,7 @@ def test_meltano_config_test_passes_and_proves_the_credentials(
     sandbox: Any, tmp_path: Path,
 ) -> None:
     """`meltano config test` fails on the words error/exception in the output, or exit != 0."""
-    config = config_for(sandbox, tmp_path)
+    config = config_for(sandbox, tmp_path / "out")
     good = cli(config, tmp_path, MELTANO_TEST)
     output = good.stdout + good.stderr
     assert good.returncode == 0, output
@@ -341,7 +311,7 @@ def test_meltano_config_test_passes_and_proves_the_credentials(
 
 
 def test_untrusted_certificate_is_explained(sandbox: Any, tmp_path: Path) -> None:
-    config = config_for(sandbox, tmp_path)
+    config = config_for(sandbox, tmp_path / "out")
     del config["ca_bundle"]
     answer = cli(config, tmp_path, MELTANO_TEST)
     assert answer.returncode == 1

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from emulators import defaults
+from support.target_personalization import config_for, inbound_of
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 NOT_SINGER = "this is not a Singer message\n"
 
 
@@ -30,22 +30,6 @@ def sandbox(personalization_sandbox: Any) -> Any:
     box.admin("POST", "users", json=[{"id": "u-000001", "emailAddress": "ada@example.com"}])
     box.clear_ledger()
     return box
-
-
-def inbound_of(sandbox: Any) -> Path:
-    return Path(sandbox.data_dir) / "personalization" / "inbound"
-
-
-def config_for(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    config = {
-        "base_url": sandbox.url, "dataset": defaults.PZN_DATASET,
-        "api_key_id": defaults.PZN_API_KEY_ID, "api_key_secret": defaults.PZN_API_KEY_SECRET,
-        "ca_bundle": sandbox.ca_bundle,
-        "mapping_file": str(ROOT / "transforms" / "crm-to-personalization.yml"),
-        "feed_dir": str(inbound_of(sandbox)), "output_dir": str(tmp_path / "out"),
-    }
-    config.update(overrides)
-    return config
 
 
 def cli(config: dict[str, Any], tmp_path: Path, *args: str,
@@ -65,7 +49,7 @@ def last_line(text: str) -> str:
 def test_good_configuration_passes_with_one_read_and_writes_nothing(
     sandbox: Any, tmp_path: Path,
 ) -> None:
-    answer = cli(config_for(sandbox, tmp_path), tmp_path, "--test")
+    answer = cli(config_for(sandbox, tmp_path / "out"), tmp_path, "--test")
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip().splitlines() == [
         f"Connection test passed: {sandbox.url} dataset '{defaults.PZN_DATASET}' answered the "
@@ -76,7 +60,7 @@ def test_good_configuration_passes_with_one_read_and_writes_nothing(
 
 
 def test_wrong_secret_fails_naming_the_settings(sandbox: Any, tmp_path: Path) -> None:
-    config = config_for(sandbox, tmp_path, api_key_secret="not-the-secret")
+    config = config_for(sandbox, tmp_path / "out", api_key_secret="not-the-secret")
     answer = cli(config, tmp_path, "--test")
     assert answer.returncode == 1
     line = last_line(answer.stderr)
@@ -88,7 +72,7 @@ def test_wrong_secret_fails_naming_the_settings(sandbox: Any, tmp_path: Path) ->
 
 
 def test_missing_feed_dir_fails_naming_the_setting(sandbox: Any, tmp_path: Path) -> None:
-    config = config_for(sandbox, tmp_path, feed_dir=str(tmp_path / "no-such-folder"))
+    config = config_for(sandbox, tmp_path / "out", feed_dir=str(tmp_path / "no-such-folder"))
     answer = cli(config, tmp_path, "--test")
     assert answer.returncode == 1
     line = last_line(answer.stderr)
@@ -107,9 +91,10 @@ def test_about_and_input_still_work(sandbox: Any, tmp_path: Path) -> None:
     messages = tmp_path / "messages.jsonl"
     messages.write_text(
         json.dumps({"type": "STATE", "value": {"bookmarks": {"contacts": {"n": 1}}}}) + "\n")
-    real = cli(config_for(sandbox, tmp_path), tmp_path, "--input", str(messages))
+    real = cli(config_for(sandbox, tmp_path / "out"), tmp_path, "--input", str(messages))
     assert real.returncode == 0, real.stderr
     assert json.loads(real.stdout) == {"bookmarks": {"contacts": {"n": 1}}}
-    dry = cli(config_for(sandbox, tmp_path, dry_run=True), tmp_path, "--input", str(messages))
+    dry = cli(config_for(sandbox, tmp_path / "out", dry_run=True), tmp_path,
+              "--input", str(messages))
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout == ""  # a dry run emits no STATE

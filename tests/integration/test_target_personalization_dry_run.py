@@ -7,20 +7,15 @@ per-object counts of the dry run's report are the ones the real run then reaches
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from emulators import defaults
-from tap_personalization.target import TargetPersonalization
+from support.target_personalization import config_for, inbound_of, run_target
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-MAPPING = ROOT / "transforms" / "crm-to-personalization.yml"
 CONTACT_A, CONTACT_C, CONTACT_X = "003000000000001AAA", "003000000000003AAA", "003000000000009AAA"
 CONTACT_LONG = "003000000000005AAA"
 LEAD_B = "00Q000000000002AAA"
@@ -99,30 +94,6 @@ def sandbox(personalization_sandbox: Any) -> Any:
     ])
     box.clear_ledger()
     return box
-
-
-def inbound_of(sandbox: Any) -> Path:
-    return Path(sandbox.data_dir) / "personalization" / "inbound"
-
-
-def config_for(sandbox: Any, out: Path, **overrides: Any) -> dict[str, Any]:
-    config = {
-        "base_url": sandbox.url, "dataset": defaults.PZN_DATASET,
-        "api_key_id": defaults.PZN_API_KEY_ID, "api_key_secret": defaults.PZN_API_KEY_SECRET,
-        "ca_bundle": sandbox.ca_bundle, "mapping_file": str(MAPPING),
-        "feed_dir": str(inbound_of(sandbox)), "output_dir": str(out), "fail_on_rejects": 100,
-    }
-    config.update(overrides)
-    return config
-
-
-def run_target(config: dict[str, Any], lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run like the CLI does; returns the STATE messages written to stdout."""
-    out = io.StringIO()
-    with redirect_stdout(out):
-        TargetPersonalization(config=config).listen(
-            io.StringIO("".join(json.dumps(m) + "\n" for m in lines)))
-    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
 
 
 def snapshot(sandbox: Any) -> dict[str, Any]:

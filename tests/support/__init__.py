@@ -1,0 +1,1 @@
+"""Helpers several test modules share (on `sys.path` through pytest's `pythonpath`)."""
