@@ -38,6 +38,7 @@ from tap_personalization.auth import (
     auth_failure_message,
     token_authenticator,
 )
+from tap_personalization.prefetch import Prefetch
 
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_REQUEST_TIMEOUT = 120
@@ -594,15 +595,88 @@ class PersonalizationStream(RESTStream[int]):
     def validate_response(self, response: requests.Response) -> None:
         check_response(response, dataset=self.dataset, capability=CAN_ACCESS_API)
 
+    def request_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        """Every record of the export, with the next page already on its way.
+
+        Page n+1 is asked for as soon as page n came back with rows, in a background thread,
+        while page n's records are written: the server's time overlaps the tap's. Exactly
+        one request is in flight at a time and at most one page is held ahead, so memory
+        stays flat. The export ends at the first page without rows, as the API documents;
+        nothing is requested after it.
+        """
+        paginator = self.get_new_paginator()
+        with self.get_http_request_counter() as request_counter:
+            request_counter.with_context(context)
+            request = self._prepare_request(context=context, page=paginator)
+            ahead = self._start(request, context)
+            try:
+                while True:
+                    response = self._response(ahead, request, context)
+                    request_counter.increment()
+                    self.update_sync_costs(request, response, context)
+                    rows = self.page_rows(response)
+                    if not rows:
+                        self.logger.info(
+                            "%s: export ended at its empty page %s",
+                            self.name,
+                            paginator.current_value,
+                        )
+                        return
+                    paginator.advance(response)
+                    request = self._prepare_request(context=context, page=paginator)
+                    ahead = self._start(request, context)
+                    yield from self.parse_rows(rows, response)
+            finally:
+                ahead.wait()
+
+    def _start(
+        self, request: requests.PreparedRequest, context: Mapping[str, Any] | None
+    ) -> Prefetch[requests.Response]:
+        """The first attempt at a page, in the background (retries happen in `_response`)."""
+        return Prefetch(
+            functools.partial(self._request, request, context), name=f"{self.name}-next-page"
+        )
+
+    def _response(
+        self,
+        ahead: Prefetch[requests.Response],
+        request: requests.PreparedRequest,
+        context: Mapping[str, Any] | None,
+    ) -> requests.Response:
+        """The page's response under the usual retry rules, the background attempt counting
+        as the first try: its failure is logged, waited on and retried like any other, here
+        in the consuming thread."""
+        started = [ahead]
+
+        def attempt(
+            prepared: requests.PreparedRequest, context: Mapping[str, Any] | None
+        ) -> requests.Response:
+            if started:
+                return started.pop().result()
+            return self._request(prepared, context)
+
+        return self.request_decorator(attempt)(request, context)
+
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        for row in export_page_rows(response):
+        return self.parse_rows(self.page_rows(response), response)
+
+    def page_rows(self, response: requests.Response) -> list[dict[str, Any]]:
+        """The rows of one page, each an object; an empty list ends the export."""
+        rows = export_page_rows(response)
+        for row in rows:
             if not isinstance(row, dict):
                 msg = (
                     f"{request_label(response.request)} sent a {type(row).__name__} row where "
                     f"an object was expected: {str(row)[:100]}"
                 )
                 raise PersonalizationRequestError(msg)
-            yield row
+        return rows
+
+    def parse_rows(
+        self, rows: list[dict[str, Any]], response: requests.Response
+    ) -> Iterable[dict[str, Any]]:
+        """The records of a page's rows; rows as served unless a stream shapes them."""
+        return rows
 
     def backoff_wait_generator(self) -> Generator[float, Any, None]:
         return retry_waits()

@@ -71,9 +71,13 @@ class _CompleteRunStream(PersonalizationStream):
         self._issues: Counter[str] = Counter()
         self._without_id = 0
 
-    def normalized_rows(self, response: requests.Response) -> Iterator[dict[str, Any]]:
-        """Parse one page; rows without an id cannot be keyed downstream and are reported."""
-        for row in super().parse_response(response):
+    def normalized_rows(
+        self, rows: list[dict[str, Any]], response: requests.Response
+    ) -> Iterator[dict[str, Any]]:
+        """One page's rows as records; rows without an id cannot be keyed downstream and are
+        reported (a page of such rows still does not end the export: only an empty one does).
+        """
+        for row in rows:
             record = normalize_row(row, self.fields, self._issues)
             if record["id"] is None:
                 self._without_id += 1
@@ -144,8 +148,10 @@ class _EntityExportStream(_CompleteRunStream):
             params["start"] = epoch_ms(start_date)
         return params
 
-    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        return self.normalized_rows(response)
+    def parse_rows(
+        self, rows: list[dict[str, Any]], response: requests.Response
+    ) -> Iterable[dict[str, Any]]:
+        return self.normalized_rows(rows, response)
 
     def activity_floor(self, state: Mapping[str, Any]) -> datetime | None:
         """Oldest `lastActivity` to emit, or None to emit everything."""
@@ -252,9 +258,11 @@ class SegmentMembersStream(_CompleteRunStream):
             )
             raise PersonalizationRequestError(msg) from exc
 
-    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+    def parse_rows(
+        self, rows: list[dict[str, Any]], response: requests.Response
+    ) -> Iterable[dict[str, Any]]:
         segment_id = self._segment["id"]
-        for user in self.normalized_rows(response):
+        for user in self.normalized_rows(rows, response):
             yield membership_record(user, segment_id, self._segment["name"])
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:

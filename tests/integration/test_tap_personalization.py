@@ -194,6 +194,23 @@ def test_rate_limits_and_server_errors_survived_without_a_lost_page(sandbox: Any
     assert seen[("users_export", 503)] > 0
 
 
+@pytest.mark.parametrize("page_size", [1000, 700, 5000])
+def test_export_asks_for_each_page_once_then_the_empty_one(sandbox: Any, page_size: int) -> None:
+    """The next page is fetched ahead while a page is written, yet never more pages than
+    the data has, plus the empty page that ends the export: exactly pages + 1 calls."""
+    records, state = run_tap(tap_config(sandbox, page_size=page_size), {"users"})
+
+    pages = math.ceil(USERS / page_size)
+    asked = [c["path"] for c in sandbox.ledger()["calls"]]
+    assert asked == [
+        f"/api/dataset/engage/users.json?page={page}&pageSize={page_size}"
+        for page in range(pages + 1)
+    ]
+    assert calls(sandbox) == {("users_export", 200): pages + 1}
+    assert [u["id"] for u in records["users"]] == [f"u-{n:06d}" for n in range(1, USERS + 1)]
+    assert state["bookmarks"]["users"]["record_count"] == USERS
+
+
 def test_fail_next_503s_are_retried(sandbox: Any) -> None:
     sandbox.faults(fail_next=2)
 
