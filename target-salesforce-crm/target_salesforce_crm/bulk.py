@@ -50,7 +50,7 @@ class BatchResult:
 
 
 class BulkClient:
-    """Create a job, add batches, close it, wait for results; abort on trouble."""
+    """Create a job, add batches, close it, check or wait for results; abort on trouble."""
 
     def __init__(self, client: SalesforceClient, *, poll_initial: float = 0.5,
                  poll_max: float = 10.0, poll_timeout: float = 3600) -> None:
@@ -105,32 +105,42 @@ class BulkClient:
         """Stop the job: unprocessed batches end NotProcessed."""
         self._call("POST", self._path(job_id), {"state": "Aborted"})
 
-    def wait(self, job_id: str, batch_ids: list[str]) -> Iterator[BatchResult]:
-        """Yield each batch as it finishes, with its per-record results in request order.
+    def check(self, job_id: str, batch_ids: list[str]) -> tuple[list[BatchResult], list[str]]:
+        """One look at the job: the batches of `batch_ids` that finished, and the others.
 
-        One GET of the job's batch list per poll round (not one per batch); the interval
-        starts at `poll_initial` and grows to `poll_max`. A Failed or NotProcessed batch
-        yields no rows, only its state message.
+        A single GET of the job's batch list (not one per batch), plus the result of each
+        Completed batch; never sleeps, so ingestion goes on while Salesforce works.
+        """
+        listing = self._call("GET", self._path(job_id, "batch"))
+        infos = {str(info.get("id")): info for info in _batch_infos(listing)}
+        finished: list[BatchResult] = []
+        unfinished: list[str] = []
+        for batch_id in dict.fromkeys(batch_ids):
+            info = infos.get(batch_id)
+            if info is None:
+                raise SalesforceError(
+                    f"Bulk job {job_id}: batch {batch_id} is not in the job's batch list")
+            state = str(info.get("state"))
+            if state not in FINISHED_STATES:
+                unfinished.append(batch_id)
+                continue
+            finished.append(self._finished(job_id, batch_id, state, info.get("stateMessage")))
+        return finished, unfinished
+
+    def wait(self, job_id: str, batch_ids: list[str], *, leave: int = 0) -> Iterator[BatchResult]:
+        """Yield batches as they finish until at most `leave` of them are unfinished.
+
+        Polls with `check`; the interval starts at `poll_initial` and grows to `poll_max`,
+        so the number of polls follows the server's processing time. A Failed or
+        NotProcessed batch yields no rows, only its state message.
         """
         pending = list(dict.fromkeys(batch_ids))
         interval = self.poll_initial
         waited = 0.0
-        while pending:
-            listing = self._call("GET", self._path(job_id, "batch"))
-            infos = {str(info.get("id")): info for info in _batch_infos(listing)}
-            still: list[str] = []
-            for batch_id in pending:
-                info = infos.get(batch_id)
-                if info is None:
-                    raise SalesforceError(
-                        f"Bulk job {job_id}: batch {batch_id} is not in the job's batch list")
-                state = str(info.get("state"))
-                if state not in FINISHED_STATES:
-                    still.append(batch_id)
-                    continue
-                yield self._finished(job_id, batch_id, state, info.get("stateMessage"))
-            pending = still
-            if not pending:
+        while len(pending) > leave:
+            finished, pending = self.check(job_id, pending)
+            yield from finished
+            if len(pending) <= leave:
                 return
             if waited + interval > self.poll_timeout:
                 raise BulkTimeout(

@@ -32,16 +32,18 @@ INVALID_VALUE = "INVALID_VALUE"
 MISSING_EXTERNAL_ID = "MISSING_EXTERNAL_ID"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRef:
     """Names one input record in every file and message (never its whole content).
 
-    `position` (within its drain) tells apart two records that share a key.
+    `drain` (numbered from 1 in a run) and `position` (within its drain) tell apart two
+    records that share a key, also when their writes finish in a later drain.
     """
 
     stream: str
     key: str
     position: int = field(default=-1, compare=False)
+    drain: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -112,7 +114,7 @@ class OutcomeFiles:
         )
 
     def flush(self) -> None:
-        """Called at the end of every drain: a STATE message promises these lines exist."""
+        """Called after every drain and settle: a STATE message promises these lines exist."""
         for handle in self._files.values():
             handle.flush()
 

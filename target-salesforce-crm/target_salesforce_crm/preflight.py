@@ -1,4 +1,4 @@
-"""Checks against `describe` and `limits` before anything is written.
+"""Checks against `describe` and the API allowance before anything is written.
 
 Object level, once per object and run: permissions (object and field-level security),
 match fields usable in a WHERE, value types the mapping produces, picklist values its
@@ -10,13 +10,15 @@ Record level, before each send: every value against the field's type, length and
 restricted picklist, so a value Salesforce would refuse is rejected here with a distinct
 `PRECHECK_*` code instead of costing a batch row.
 
-API budget: the remaining daily API requests (from `limits`, kept current by the
-`Sforce-Limit-Info` header of every response) against an estimate per drain.
+API budget: the remaining daily API requests, from the `Sforce-Limit-Info` header Salesforce
+puts on every response (the preflight's describe comes first, so no call is spent on it),
+against an estimate per drain.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -61,6 +63,7 @@ class ApiBudgetError(Exception):
 
 class LimitsClient(Protocol):
     api_usage: tuple[int, int] | None
+    api_calls: Mapping[str, int]
 
     def limits(self) -> dict[str, Any]: ...
 
@@ -384,29 +387,40 @@ def estimate_calls(records: int, objects: int, lookup_batch_size: int, bulk_batc
 
 
 class ApiBudget:
-    """Refuses a drain whose estimate exceeds `max_share` of the requests still available."""
+    """Refuses a drain whose estimate exceeds `max_share` of the requests still available.
 
-    def __init__(self, max_share: float) -> None:
+    The figure is the `Sforce-Limit-Info` header of the latest response (`used/max`). When
+    no response carried it (a proxy that strips headers), the budget does not guess: it
+    reads `limits` once, says so in the log, and counts its own calls down from there.
+    """
+
+    def __init__(self, max_share: float, logger: logging.Logger | None = None) -> None:
         self.max_share = max_share
+        self.logger = logger or logging.getLogger(__name__)
         self.remaining: int | None = None
         self.maximum: int | None = None
+        # Without the header: (remaining per `limits`, calls this client had made then).
+        self._asked: tuple[int, int] | None = None
 
-    def start(self, client: LimitsClient) -> None:
-        daily = client.limits().get("DailyApiRequests", {})
-        self.remaining = int(daily.get("Remaining", 0))
-        self.maximum = int(daily["Max"]) if daily.get("Max") is not None else None
-
-    def current(self, client: LimitsClient) -> int | None:
-        """`Sforce-Limit-Info` on every response keeps this current without a call."""
+    def current(self, client: LimitsClient) -> int:
+        """Daily API requests still available, as of the latest response."""
         if client.api_usage is not None:
             used, maximum = client.api_usage
-            self.remaining = max(maximum - used, 0)
+            self.remaining, self.maximum = max(maximum - used, 0), maximum
+            return self.remaining
+        if self._asked is None:
+            self.logger.warning(
+                "Salesforce responses carry no Sforce-Limit-Info header (a proxy may strip "
+                "it): reading the daily API allowance from the limits resource instead")
+            daily = client.limits().get("DailyApiRequests", {})
+            self.maximum = int(daily["Max"]) if daily.get("Max") is not None else None
+            self._asked = (int(daily.get("Remaining", 0)), sum(client.api_calls.values()))
+        remaining, calls_then = self._asked
+        self.remaining = max(remaining - (sum(client.api_calls.values()) - calls_then), 0)
         return self.remaining
 
     def check(self, client: LimitsClient, estimate: int) -> None:
         remaining = self.current(client)
-        if remaining is None:
-            return
         allowed = math.floor(self.max_share * remaining)
         if estimate > allowed:
             raise ApiBudgetError(

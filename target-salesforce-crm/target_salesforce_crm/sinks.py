@@ -1,8 +1,11 @@
 """How a drained batch of input records reaches Salesforce: map → match → check → write.
 
-Every drain is a checkpoint. singer-sdk emits the tap's STATE only after draining, so a
-drain finishes every record it holds (updated, created, unmatched or rejected, each line
-in the outcome files flushed) before it returns; nothing is carried into the next drain.
+A drain decides what it can on its own (invalid, unmatched, ambiguous, refused before
+sending, unchanged) and hands the writes to the run's Bulk writer, which sends only full
+batches and does not wait for them; their outcomes are folded in as batches finish. A
+STATE message is a checkpoint: `SyncRun.settle` runs before singer-sdk writes one, sends
+what waits and folds every answer, so every record before it has its outcome (updated,
+created, unchanged, unmatched or rejected, each line in the outcome files flushed).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crm_sync_mapping.paths import parse_path
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import JSONSchemaValidator
@@ -57,14 +61,16 @@ from target_salesforce_crm.writer import (
     DryRunWriter,
     WriteItem,
     WriteOutcome,
-    WriteSummary,
     merge_items,
 )
 
 if TYPE_CHECKING:
     from target_salesforce_crm.target import TargetSalesforceCRM
 
-DEFAULT_BATCH_SIZE_ROWS = 50_000
+# Records per drain. Drains no longer decide batch sizes (the writer sends full batches
+# across drains), so this only bounds the records held at once; a multiple of the 1,000-
+# candidate look-up keeps look-ups full.
+DEFAULT_BATCH_SIZE_ROWS = 10_000
 # The stream `meltano config test` sends to a loader. It is not written anywhere; its
 # presence makes the run test the connection and the preflight instead.
 CONNECTION_TEST_STREAM = "meltano_test_stream"
@@ -96,13 +102,25 @@ class RecordingValidator(JSONSchemaValidator):
         return problem
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
-    """A record of the current drain, with the schema problem found on arrival."""
+    """A record of the current drain, with the schema problem found on arrival.
+
+    `record` holds only the properties the mapping reads (see `read_properties`).
+    """
 
     position: int
     record: dict[str, Any]
     problem: str | None = None
+
+
+@dataclass(slots=True)
+class _Open:
+    """One input record's outcome for one object while some of its writes are unanswered."""
+
+    remaining: int = 0
+    status: str | None = None
+    code: str | None = None
 
 
 @dataclass
@@ -123,6 +141,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return value
+
+
+def read_properties(objects: Sequence[Any]) -> frozenset[str]:
+    """Top-level properties the mapping of a stream reads: all a drain needs to keep.
+
+    Keys, match rules (disabled ones too: an upsert reads its external id through them),
+    fuzzy tie-breakers, mapped fields and create defaults. The rest of a record (display
+    names, geo, extra keys) is dropped on arrival, after validation.
+    """
+    sources: list[str] = []
+    for om in objects:
+        sources.append(om.key)
+        for rule in om.match:
+            sources.append(rule.source)
+            if rule.fuzzy is not None and rule.fuzzy.tie_breaker_source:
+                sources.append(rule.fuzzy.tie_breaker_source)
+        sources += [f.source for f in (*om.fields, *om.write.create_defaults) if f.source]
+    return frozenset(parse_path(source).steps[0].name for source in sources)
 
 
 def plain_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +207,7 @@ class MappedSink(BatchSink):
         self.run = target.run
         self.run.report.stream(self.stream_name)
         self.run.streams_seen.add(self.stream_name)
+        self.read = read_properties(target.mapping.for_stream(self.stream_name))
 
     def get_validator(self) -> JSONSchemaValidator | None:
         if not self.validate_schema:
@@ -181,7 +218,8 @@ class MappedSink(BatchSink):
         validator = self._validator
         problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
         pending: list[_Pending] = context.setdefault("records", [])
-        pending.append(_Pending(len(pending), plain_record(record), problem))
+        kept = {name: value for name, value in record.items() if name in self.read}
+        pending.append(_Pending(len(pending), plain_record(kept), problem))
         self.run.report.stream(self.stream_name).records += 1
 
     def process_batch(self, context: dict) -> None:
@@ -205,7 +243,7 @@ class SyncRun:
         self.report = RunReport()
         self.outcomes = OutcomeFiles(target.output_dir)
         self.streams_seen: set[str] = set()
-        self.budget = ApiBudget(float(self.target.setting("max_api_share")))
+        self.budget = ApiBudget(float(self.target.setting("max_api_share")), self.logger)
         self.dry_run = bool(self.target.setting("dry_run"))
         self.full_refresh = bool(self.target.setting("full_refresh"))
         self.report.dry_run = self.dry_run
@@ -221,6 +259,9 @@ class SyncRun:
         self._checkers: dict[str, ValueChecker] = {}
         self._last_progress = 0.0
         self._closed = False
+        self._drain = 0
+        # (object, drain, position) -> outcome so far, while writes of that record are out
+        self._open: dict[tuple[str, int, int], _Open] = {}
 
     # -- connections (lazy: a run of ignored streams needs none) -----------------------
 
@@ -228,19 +269,20 @@ class SyncRun:
     def client(self) -> Any:
         if self._client is None:
             self._client = self.target.create_client()
-            self.budget.start(self._client)
         return self._client
 
     @property
     def writer(self) -> BulkWriter | DryRunWriter:
         if self._writer is None and self.dry_run:
-            self._writer = DryRunWriter()
+            self._writer = DryRunWriter(on_outcomes=self._on_outcomes)
         if self._writer is None:
             self._writer = BulkWriter(
                 self.target.create_bulk(self.client),
+                on_outcomes=self._on_outcomes,
                 batch_size=int(self.target.setting("bulk_batch_size")),
                 max_record_retries=int(self.target.setting("max_record_retries")),
                 retry_backoff=float(self.target.setting("retry_backoff")),
+                check_every=float(self.target.setting("poll_max")),
                 logger=self.logger,
             )
         return self._writer
@@ -271,8 +313,9 @@ class SyncRun:
     # -- one drain -----------------------------------------------------------------------
 
     def drain(self, stream: str, records: Sequence[_Pending]) -> None:
-        """Give every record of the drain its outcome, or raise (then no STATE follows)."""
+        """Decide or hand on every record of the drain, or raise (then no STATE follows)."""
         self.outcomes.open()
+        self._drain += 1
         objects = self.mapping.for_stream(stream)
         try:
             self._preflight(stream)
@@ -281,6 +324,8 @@ class SyncRun:
                 int(self.target.setting("lookup_batch_size")),
                 int(self.target.setting("bulk_batch_size")),
             ))
+            if self._writer is not None:
+                self._writer.collect()
             valid = self._valid(stream, records)
             verdicts = _Verdicts()
             for position, om in enumerate(objects):
@@ -290,8 +335,29 @@ class SyncRun:
                 self._object(stream, om, valid, verdicts, handed_on=handed_on)
         finally:
             self.outcomes.flush()
-            self._sync_api_counts()
+            self._sync_counts()
         self.logger.info("Drained %d records of '%s'", len(records), stream)
+
+    def settle(self, *, close: bool = False) -> None:
+        """Every record received so far gets its outcome: what a STATE message promises.
+
+        Sends what waits for a full batch, waits for every answer (retries included) and
+        flushes the outcome files; `close` (the end of the run) also closes the Bulk jobs.
+        """
+        if self._writer is not None:
+            if close:
+                self._writer.close()
+            else:
+                self._writer.settle()
+        try:
+            if self._open:  # the writer promises an outcome per item: never drop a record
+                raise RuntimeError(
+                    f"{len(self._open)} records came back without an outcome; this is a bug, "
+                    "please report it with the run's log"
+                )
+        finally:
+            self.outcomes.flush()
+            self._sync_counts()
 
     def _valid(self, stream: str, records: Sequence[_Pending]) -> list[_Pending]:
         valid: list[_Pending] = []
@@ -302,7 +368,7 @@ class SyncRun:
             self.report.stream(stream).invalid += 1
             key = self._any_key(stream, pending)
             self.outcomes.reject(Reject(
-                SourceRef(stream, key, pending.position), None, INVALID_RECORD,
+                SourceRef(stream, key, pending.position, self._drain), None, INVALID_RECORD,
                 f"record {key} of stream '{stream}' does not match the stream's schema: "
                 f"{pending.problem}", STAGE_INPUT,
             ))
@@ -328,14 +394,16 @@ class SyncRun:
         for pending in records:
             key = om.record_key(pending.record)
             if key is None:
-                source = SourceRef(stream, f"#{pending.position + 1}", pending.position)
+                source = SourceRef(stream, f"#{pending.position + 1}", pending.position,
+                                   self._drain)
                 self._reject(stats, Reject(
                     source, om.sobject, MISSING_KEY,
                     f"record #{pending.position + 1} of stream '{stream}' has no '{om.key}' "
                     "(the mapping's key property)", STAGE_INPUT,
                 ))
                 continue
-            candidates.append(Candidate(SourceRef(stream, key, pending.position), pending.record))
+            candidates.append(Candidate(SourceRef(stream, key, pending.position, self._drain),
+                                        pending.record))
         matcher = self._matchers[om.sobject]
         calls_before = matcher.lookup_calls
         updates: list[WriteItem] = []
@@ -351,9 +419,9 @@ class SyncRun:
         if updates:
             changed, unchanged = self._changed(om, updates)
             self._sample(stats, changed)
-            self._write(stats, om, "update", changed, unchanged)
+            self._write(om, "update", changed, unchanged)
         if creates:
-            self._write(stats, om, "upsert", creates, [])
+            self._write(om, "upsert", creates, [])
         self._current.clear()
         self.logger.info(
             "%s → %s: %d candidates, %d matched, %d unmatched, %d ambiguous, %d updated, "
@@ -512,9 +580,11 @@ class SyncRun:
         if self.full_refresh:
             return merged, []
         fields = self._fingerprint_fields(om)
+        # A record whose earlier write is still out is sent again: its fingerprint is stale.
         stored = self.fingerprints.lookup(
             self._org(), om.sobject, fields_hash(fields),
-            [item.crm_id for item in merged if item.crm_id],
+            [item.crm_id for item in merged
+             if item.crm_id and not self.writer.is_pending(om.sobject, "update", item.crm_id)],
         )
         if not stored:
             return merged, []
@@ -531,14 +601,14 @@ class SyncRun:
         """Which org fingerprints belong to: a refreshed sandbox shares production's Ids."""
         return str(self.client.session().instance_url).rstrip("/").lower()
 
-    def _remember(self, om: Any, summary: WriteSummary) -> None:
+    def _remember(self, om: Any, outcomes: Sequence[WriteOutcome]) -> None:
         """Fingerprint only what batch results confirmed written (never in a dry run)."""
         if self.dry_run:
             return
         fields = self._fingerprint_fields(om)
         self.fingerprints.record(self._org(), om.sobject, fields_hash(fields), (
             (outcome.crm_id, values_hash(outcome.item.payload, fields, outcome.item.created_date))
-            for outcome in summary.outcomes
+            for outcome in outcomes
             # A created record's CreatedDate is unknown until a look-up reads it: its
             # fingerprint is taken the first time a run updates it.
             if outcome.status == "updated" and outcome.crm_id and outcome.item.created_date
@@ -559,64 +629,72 @@ class SyncRun:
                 })
 
     def _write(
-        self, stats: ObjectStats, om: Any, operation: str, items: list[WriteItem],
-        unchanged: list[WriteItem],
+        self, om: Any, operation: str, items: list[WriteItem], unchanged: list[WriteItem],
     ) -> None:
-        """Send, then fold write outcomes into exactly one outcome per input record."""
+        """Hand the writes on; each input record's outcome is settled as they come back."""
+        for item in (*items, *unchanged):
+            for source in item.sources:
+                key = (om.sobject, source.drain, source.position)
+                entry = self._open.get(key)
+                if entry is None:
+                    entry = self._open[key] = _Open()
+                entry.remaining += 1
+        if unchanged:
+            self._fold(om.sobject, [
+                WriteOutcome(item, "unchanged", item.crm_id) for item in unchanged
+            ])
         if items:
-            summary = self.writer.write(
+            self.writer.submit(
                 om.sobject, "update" if operation == "update" else "upsert", items,
                 external_id_field=om.write.external_id if operation == "upsert" else None,
             )
-            self._remember(om, summary)
-        else:
-            summary = WriteSummary()
-        stats.bulk_jobs += summary.jobs
-        stats.bulk_batches += summary.batches
-        stats.retried += summary.retried
-        summary.outcomes.extend(
-            WriteOutcome(item, "unchanged", item.crm_id) for item in unchanged
-        )
-        verdict = self._verdicts_of(om, summary)
-        missing = {
-            s.position for item in (*items, *unchanged) for s in item.sources
-        } - set(verdict)
-        if missing:  # the writer promises an outcome per item: never drop a record silently
-            raise RuntimeError(
-                f"{om.sobject} {operation}: {len(missing)} records came back without an "
-                "outcome; this is a bug, please report it with the run's log"
-            )
-        for status, code in verdict.values():
-            if status == "rejected":
-                stats.rejected[code or "UNKNOWN_ERROR"] += 1
-            elif status == "created":
-                stats.created += 1
-            elif status == "unchanged":
-                stats.unchanged += 1
-            else:
-                stats.updated += 1
 
-    def _verdicts_of(self, om: Any, summary: WriteSummary) -> dict[int, tuple[str, str | None]]:
-        """Per input record: rejected if any of its writes failed, else created or updated."""
-        verdict: dict[int, tuple[str, str | None]] = {}
-        for outcome in summary.outcomes:
+    def _on_outcomes(self, sobject: str, outcomes: list[WriteOutcome]) -> None:
+        """A batch's answers: fingerprint what was written, then fold."""
+        self._remember(self.mapping.object(sobject), outcomes)
+        self._fold(sobject, outcomes)
+
+    def _fold(self, sobject: str, outcomes: Sequence[WriteOutcome]) -> None:
+        """Exactly one outcome per input record and object, counted once all its writes are.
+
+        Rejected beats created beats updated beats unchanged: a record whose two CRM
+        records (ambiguity policy `update_all`) fared differently is reported by the worse.
+        """
+        stats = self.report.object(sobject)
+        for outcome in outcomes:
+            rejected = outcome.status == "rejected"
             for source in outcome.item.sources:
-                if outcome.status == "rejected":
+                if rejected:
                     self.outcomes.reject(Reject(
-                        source, om.sobject, outcome.code or "UNKNOWN_ERROR", outcome.message,
+                        source, sobject, outcome.code or "UNKNOWN_ERROR", outcome.message,
                         STAGE_SALESFORCE, crm_id=outcome.crm_id, fields=outcome.fields,
                         values=outcome.item.payload,
                     ))
-                    if verdict.get(source.position, ("",))[0] != "rejected":
-                        verdict[source.position] = ("rejected", outcome.code)
-                else:
-                    before = verdict.get(source.position)
-                    if before is None or (
-                        before[0] != "rejected"
-                        and _STATUS_RANK[outcome.status] > _STATUS_RANK[before[0]]
-                    ):
-                        verdict[source.position] = (outcome.status, None)
-        return verdict
+                key = (sobject, source.drain, source.position)
+                entry = self._open[key]
+                if rejected:
+                    if entry.status != "rejected":
+                        entry.status, entry.code = "rejected", outcome.code
+                elif entry.status is None or (
+                    entry.status != "rejected"
+                    and _STATUS_RANK[outcome.status] > _STATUS_RANK[entry.status]
+                ):
+                    entry.status = outcome.status
+                entry.remaining -= 1
+                if entry.remaining == 0:
+                    del self._open[key]
+                    self._count(stats, entry)
+
+    @staticmethod
+    def _count(stats: ObjectStats, entry: _Open) -> None:
+        if entry.status == "rejected":
+            stats.rejected[entry.code or "UNKNOWN_ERROR"] += 1
+        elif entry.status == "created":
+            stats.created += 1
+        elif entry.status == "unchanged":
+            stats.unchanged += 1
+        else:
+            stats.updated += 1
 
     def _reject(self, stats: ObjectStats, reject: Reject) -> None:
         stats.rejected[reject.code] += 1
@@ -633,17 +711,19 @@ class SyncRun:
     def connection_test(self) -> str:
         """What `meltano config test` should prove: credentials, API access, permissions.
 
-        A token, `limits` and one `describe` per enabled object of the mapping, with every
-        preflight check, and nothing written.
+        A token and one `describe` per enabled object of the mapping, with every preflight
+        check, and nothing written; the remaining daily requests come from the describe's
+        `Sforce-Limit-Info` header.
         """
         objects = [om for om in self.mapping.objects if om.enabled]
         for om in objects:
             if om.sobject not in self._checked:
                 self.streams_seen.add(om.stream)
         self._preflight(objects[0].stream if objects else "")
-        self._sync_api_counts()
+        remaining = self.budget.current(self.client)
+        self._sync_counts()
         line = (
-            f"Connection test passed: authenticated, {self.budget.remaining} daily API "
+            f"Connection test passed: authenticated, {remaining} daily API "
             "requests remaining, preflight passed for "
             + (", ".join(sorted(om.sobject for om in objects)) or "no object")
         )
@@ -666,11 +746,19 @@ class SyncRun:
             raise RejectThresholdError(report.error)
 
     def fail(self, exc: BaseException) -> None:
-        """Record why the run stopped; outcomes of completed drains are already on disk."""
+        """Record why the run stopped and abort the Bulk jobs; no STATE follows.
+
+        Outcomes known so far are on disk; records whose writes were still out have none,
+        and the tap's last emitted STATE lies before them, so the next run sends them again.
+        """
         if self._closed:
             return
         self.report.error = one_line(str(exc)) or type(exc).__name__
-        self._close("failed")
+        try:
+            if self._writer is not None:
+                self._writer.abort()
+        finally:
+            self._close("failed")
 
     def _close(self, status: str) -> None:
         if self._closed:
@@ -679,7 +767,7 @@ class SyncRun:
         self.fingerprints.close()
         self.outcomes.open()
         self.outcomes.close()
-        self._sync_api_counts()
+        self._sync_counts()
         report = self.report
         report.status = status
         report.files = {
@@ -691,7 +779,13 @@ class SyncRun:
                              "report_markdown": str(paths["markdown"])})
         self.logger.info("%s", report.log_line())
 
-    def _sync_api_counts(self) -> None:
+    def _sync_counts(self) -> None:
+        """API calls and the writer's jobs, batches and retries into the report."""
+        if self._writer is not None:
+            for sobject, counts in self._writer.counts.items():
+                stats = self.report.object(sobject)
+                stats.bulk_jobs, stats.bulk_batches = counts.jobs, counts.batches
+                stats.retried = counts.retried
         if self._client is None:
             return
         self.report.api_calls = Counter(self._client.api_calls)

@@ -51,7 +51,8 @@ TARGET_SETTINGS = th.PropertiesList(
     th.Property(
         "max_api_share", th.NumberType(exclusive_minimum=0, maximum=1), default=0.25,
         description="Refuse to write when a drain's estimated API calls exceed this share "
-                    "of the remaining daily API requests.",
+                    "of the remaining daily API requests (as Salesforce's Sforce-Limit-Info "
+                    "response header reports them).",
     ),
     th.Property(
         "fail_on_rejects", th.NumberType(minimum=0), default=0.01,
@@ -80,7 +81,9 @@ TARGET_SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "poll_max", th.NumberType(exclusive_minimum=0), default=10.0,
-        description="Longest wait between two Bulk status polls (the wait grows up to it).",
+        description="Longest wait between two Bulk status polls (the wait grows up to it); "
+                    "while records keep arriving, finished batches are looked for at most "
+                    "this often.",
     ),
     th.Property(
         "poll_timeout", th.NumberType(exclusive_minimum=0), default=3600.0,
@@ -89,8 +92,9 @@ TARGET_SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "batch_size_rows", th.IntegerType(minimum=1), default=DEFAULT_BATCH_SIZE_ROWS,
-        description="Input records per drain. Each drain is a checkpoint: every record "
-                    "before a STATE message has its outcome.",
+        description="Input records per drain (looked up and handed to Bulk together); "
+                    "bounds memory. Bulk batches fill across drains; every record before a "
+                    "STATE message has its outcome when the STATE is emitted.",
     ),
     th.Property(
         "dry_run", th.BooleanType, default=False,
@@ -210,9 +214,23 @@ class TargetSalesforceCRM(Target):
             poll_timeout=float(self.setting("poll_timeout")),
         )
 
+    def _write_state_message(self, state: dict) -> None:
+        """A STATE promises an outcome for every record before it: settle first.
+
+        singer-sdk calls this after draining every sink (end of input, or records older
+        than its maximum age); the writes still queued or unanswered are finished here.
+        """
+        try:
+            self.run.settle()
+        except BaseException as exc:
+            self.run.fail(exc)
+            raise
+        super()._write_state_message(state)
+
     def process_endofpipe(self) -> None:
         try:
             super().process_endofpipe()
+            self.run.settle(close=True)
             if CONNECTION_TEST_STREAM in self.run.report.streams:
                 self.run.connection_test()
         except BaseException as exc:
@@ -221,7 +239,7 @@ class TargetSalesforceCRM(Target):
         self.run.finish(float(self.setting("fail_on_rejects")))
 
     def test_connection(self) -> str:
-        """Authenticate, check the API budget and run the full preflight; write nothing."""
+        """Authenticate, read the API budget and run the full preflight; write nothing."""
         return self.run.connection_test()
 
     @classmethod

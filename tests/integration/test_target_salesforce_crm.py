@@ -185,7 +185,7 @@ def test_25000_users_15000_contacts_25_lookups_2_batches(sf: Any, tmp_path: Path
     assert ledger["soap_query"] == 25
     assert ledger["bulk_batch"] == 2
     assert ledger["describe"] == 1  # Contact only: leads are off in the default mapping
-    assert ledger["limits"] == 1
+    assert "limits" not in ledger  # the budget reads Sforce-Limit-Info of the describe
     assert "rest_query" not in ledger
     stored = records(sf, "Contact", "Id,Email,Personalization_Engagement_Score__c,"
                      "Personalization_Segments__c,Personalization_Tier__c")
@@ -552,11 +552,16 @@ def test_revoked_mid_run_raises_authentication_error(sf: Any, tmp_path: Path) ->
             if number == self.after:
                 self.sf.admin("POST", "revoke", json={"reason": "ip restricted"})
 
-    target = TargetSalesforceCRM(config=config(sf, tmp_path, batch_size_rows=10))
+    target = TargetSalesforceCRM(config=config(sf, tmp_path, batch_size_rows=10,
+                                                bulk_batch_size=10))
     with pytest.raises(AuthenticationError, match="ip restricted"):
         target.listen(RevokingInput(text, sf, after=12))
 
-    assert target.run.report.objects["Contact"].updated == 10  # the first drain is complete
+    assert kinds(sf)["bulk_batch"] == 1  # the first drain filled a batch and sent it
+    report = target.run.report
+    assert report.status == "failed"
+    # Its answer was never read, so no outcome (and no STATE) claims those records.
+    assert report.objects["Contact"].updated == 0
 
 
 def test_field_without_edit_permission_fails_preflight(sf: Any, tmp_path: Path) -> None:
@@ -576,7 +581,7 @@ def test_field_without_edit_permission_fails_preflight(sf: Any, tmp_path: Path) 
     assert "grant Edit on Contact.Personalization_Tier__c to the integration user's " \
         "permission set" in message
     assert "grant Read and Edit on Contact.Personalization_Segments__c" in message
-    assert set(kinds(sf)) == {"oauth", "limits", "describe"}
+    assert set(kinds(sf)) == {"oauth", "describe"}
 
 
 def test_api_budget_is_checked_before_any_write(sf: Any, tmp_path: Path) -> None:
@@ -770,7 +775,7 @@ def test_meltano_config_test_checks_connection_and_permissions(
 
     target = run(config(sf, tmp_path), MELTANO_TEST_MESSAGES)
 
-    assert kinds(sf) == {"oauth": 1, "limits": 1, "describe": 2}  # Contact and Account
+    assert kinds(sf) == {"oauth": 1, "describe": 2}  # Contact and Account
     assert target.run.report.streams["meltano_test_stream"].ignored
     log_line = target.run.report.log_line()
     assert "error" not in log_line.lower()

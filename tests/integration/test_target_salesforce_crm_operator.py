@@ -140,7 +140,7 @@ def test_dry_run_writes_nothing_and_foresees_the_real_run(sf: Any, tmp_path: Pat
     assert checksum(sf) == before
     ledger = kinds(sf)
     assert not BULK_KINDS & set(ledger)
-    assert set(ledger) == {"oauth", "limits", "describe", "soap_query"}
+    assert set(ledger) == {"oauth", "describe", "soap_query"}
     assert dry["dry_run"] is True
     assert counts(dry) == {
         "candidates": 36, "matched": 30, "unmatched": 5, "ambiguous": 1, "updated": 29,
@@ -292,7 +292,7 @@ def cli_test(sf: Any, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_test_flag_passes_with_only_auth_limits_and_describe(
+def test_cli_test_flag_passes_with_only_auth_and_describe(
         sf: Any, tmp_path: Path) -> None:
     sf.clear_ledger()
 
@@ -302,7 +302,7 @@ def test_cli_test_flag_passes_with_only_auth_limits_and_describe(
     passed = [line for line in done.stderr.splitlines() if "Connection test passed:" in line]
     assert len(passed) == 1
     assert "preflight passed for Contact" in passed[0]
-    assert kinds(sf) == {"oauth": 1, "limits": 1, "describe": 1}
+    assert kinds(sf) == {"oauth": 1, "describe": 1}
     assert done.stdout == ""
     assert not (tmp_path / "out").exists()  # nothing written, not even a report
     assert defaults.SF_CLIENT_SECRET not in done.stderr
@@ -335,4 +335,4 @@ def test_cli_test_flag_fails_on_a_field_without_edit_permission(
     assert "grant Edit on Contact.Personalization_Tier__c to the integration user's " \
         "permission set" in errors[0]
     assert "Traceback" not in done.stderr
-    assert set(kinds(sf)) == {"oauth", "limits", "describe"}
+    assert set(kinds(sf)) == {"oauth", "describe"}

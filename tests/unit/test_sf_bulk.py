@@ -165,3 +165,31 @@ def test_unknown_batch_is_an_error(sf: SalesforceClient, requests_mock: Any) -> 
     requests_mock.get(f"{JOBS}/750J/batch", **_listing(_info("751A", "Completed")))
     with pytest.raises(bulk.SalesforceError, match="batch 751Z is not in the job's batch list"):
         list(BulkClient(sf).wait("750J", ["751Z"]))
+
+
+def test_check_is_one_look_without_sleeping(sf: SalesforceClient, requests_mock: Any,
+                                            slept: list[float]) -> None:
+    listing = requests_mock.get(f"{JOBS}/750J/batch", **_listing(
+        _info("751A", "Completed"), _info("751B", "InProgress"), _info("751C", "Queued")))
+    result = requests_mock.get(f"{JOBS}/750J/batch/751A/result", json=[{"success": True}])
+
+    finished, unfinished = BulkClient(sf).check("750J", ["751A", "751B", "751C"])
+
+    assert [(b.batch_id, b.rows) for b in finished] == [("751A", [{"success": True}])]
+    assert unfinished == ["751B", "751C"]
+    assert (listing.call_count, result.call_count) == (1, 1)
+    assert slept == []
+
+
+def test_wait_can_leave_some_batches_unfinished(sf: SalesforceClient, requests_mock: Any,
+                                                slept: list[float]) -> None:
+    requests_mock.get(f"{JOBS}/750J/batch", [
+        _listing(_info("751A", "InProgress"), _info("751B", "Queued")),
+        _listing(_info("751A", "Completed"), _info("751B", "InProgress")),
+    ])
+    requests_mock.get(f"{JOBS}/750J/batch/751A/result", json=[{"success": True}])
+
+    finished = list(BulkClient(sf).wait("750J", ["751A", "751B"], leave=1))
+
+    assert [b.batch_id for b in finished] == ["751A"]
+    assert slept == [0.5]

@@ -20,7 +20,7 @@ from target_salesforce_crm.fingerprints import (
 from target_salesforce_crm.outcomes import SourceRef
 from target_salesforce_crm.report import ObjectStats, RunReport
 from target_salesforce_crm.target import TargetSalesforceCRM
-from target_salesforce_crm.writer import DryRunWriter, WriteItem
+from target_salesforce_crm.writer import DryRunWriter, WriteItem, WriteOutcome
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "transforms" / "personalization-to-crm.yml"
@@ -96,18 +96,23 @@ def test_dry_run_writer_merges_like_the_bulk_writer_and_makes_no_job() -> None:
     first, second = SourceRef("users", "u-1", 0), SourceRef("users", "u-2", 1)
     items = [WriteItem([first], {"Id": "003A", "Title": "a"}, "003A"),
              WriteItem([second], {"Id": "003A", "Department": "b"}, "003A")]
+    answered: list[WriteOutcome] = []
+    writer = DryRunWriter(on_outcomes=lambda sobject, outcomes: answered.extend(outcomes))
 
-    summary = DryRunWriter().write("Contact", "update", items)
+    writer.submit("Contact", "update", items)
 
-    assert (summary.jobs, summary.batches, summary.merged) == (0, 0, 1)
-    [outcome] = summary.outcomes
+    counts = writer.counts["Contact"]
+    assert (counts.jobs, counts.batches, counts.merged) == (0, 0, 1)
+    [outcome] = answered
     assert outcome.status == "updated"
     assert outcome.item.sources == [first, second]
     assert outcome.item.payload == {"Id": "003A", "Title": "a", "Department": "b"}
-    created = DryRunWriter().write(
-        "Contact", "upsert", [WriteItem([first], {"Ext__c": "u-1", "LastName": "x"})],
-        external_id_field="Ext__c")
-    assert [o.status for o in created.outcomes] == ["created"]
+    writer.submit("Contact", "upsert", [WriteItem([first], {"Ext__c": "u-1", "LastName": "x"})],
+                  external_id_field="Ext__c")
+    writer.settle()
+    writer.close()
+    assert [o.status for o in answered] == ["updated", "created"]
+    assert not writer.is_pending("Contact", "update", "003A")
 
 
 def test_changes_ignore_spelling_differences_of_equal_values() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -149,30 +150,48 @@ def test_value_checker_codes() -> None:
 
 
 class FakeLimits:
-    def __init__(self, remaining: int) -> None:
+    """A client whose responses carry `Sforce-Limit-Info` (`api_usage`), or not."""
+
+    def __init__(self, remaining: int, usage: tuple[int, int] | None = None) -> None:
         self.remaining = remaining
-        self.api_usage: tuple[int, int] | None = None
+        self.api_usage = usage
+        self.api_calls: Counter[str] = Counter()
 
     def limits(self) -> dict[str, Any]:
+        self.api_calls["limits"] += 1
         return {"DailyApiRequests": {"Max": 15000, "Remaining": self.remaining}}
 
 
-def test_budget_refuses_a_drain_beyond_the_share_and_follows_limit_info() -> None:
-    client = FakeLimits(1000)
+def test_budget_follows_the_limit_info_header_without_a_limits_call() -> None:
+    client = FakeLimits(0, usage=(14_000, 15_000))
     budget = ApiBudget(0.25)
-    budget.start(client)
 
     budget.check(client, 250)
     with pytest.raises(ApiBudgetError, match=re.escape(
             "about 251 API calls needed but max_api_share 0.25 of the 1000 daily API requests "
             "remaining allows 250")):
         budget.check(client, 251)
-
-    client.api_usage = (14_000, 15_000)
-    budget.check(client, 250)
     client.api_usage = (14_500, 15_000)
     with pytest.raises(ApiBudgetError):
         budget.check(client, 126)
+    assert client.api_calls == {}
+    assert (budget.remaining, budget.maximum) == (500, 15_000)
+
+
+def test_budget_without_the_header_reads_limits_once_and_counts_down(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = FakeLimits(1000)
+    budget = ApiBudget(0.25)
+
+    with caplog.at_level("WARNING"):
+        budget.check(client, 250)
+    assert "no Sforce-Limit-Info header" in caplog.text
+    client.api_calls["query"] += 400  # the run's own calls since
+    assert budget.current(client) == 1000 - 400
+    budget.check(client, 150)
+    with pytest.raises(ApiBudgetError, match="of the 600 daily API requests remaining"):
+        budget.check(client, 151)
+    assert client.api_calls["limits"] == 1
 
 
 def test_estimate_for_the_nightly_shape() -> None:

@@ -32,7 +32,7 @@ def test_settings_have_documented_defaults(tmp_path: Path) -> None:
         "lookup_batch_size", "bulk_batch_size", "max_api_share", "fail_on_rejects",
         "max_record_retries", "batch_size_rows", "api_version")} == {
         "lookup_batch_size": 1000, "bulk_batch_size": 10_000, "max_api_share": 0.25,
-        "fail_on_rejects": 0.01, "max_record_retries": 3, "batch_size_rows": 50_000,
+        "fail_on_rejects": 0.01, "max_record_retries": 3, "batch_size_rows": 10_000,
         "api_version": "59.0"}
     schema = TargetSalesforceCRM.config_jsonschema["properties"]
     assert schema["client_secret"]["secret"] is True
