@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from emulators import defaults
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm.errors import AuthenticationError
@@ -207,6 +208,124 @@ def test_25000_users_15000_contacts_25_lookups_2_batches(sf: Any, tmp_path: Path
     assert target.run.report.api_calls["query"] == 25
 
 
+# -- one Bulk job per run, full batches, STATE only after every outcome ----------------------
+
+
+def test_drains_share_one_bulk_job_and_batches_are_full(sf: Any, tmp_path: Path) -> None:
+    seed(sf, "Contact", [{"LastName": f"C{n}", "Email": f"c{n}@example.com"}
+                         for n in range(2500)])
+    # Matches spread over four drains of 1,000 (625 each): no drain fills a batch alone.
+    users = [user(n, f"c{n // 8 * 5 + n % 8}@example.com" if n % 8 < 5 else
+                  f"nobody{n}@example.com") for n in range(4000)]
+    sf.clear_ledger()
+
+    run(config(sf, tmp_path, batch_size_rows=1000, bulk_batch_size=1000),
+        singer("users", USER_SCHEMA, users))
+
+    ledger = kinds(sf)
+    assert ledger["bulk_job"] == 2  # one create, one close, for the whole run
+    assert ledger["bulk_batch"] == ledger["bulk_result"] == 3  # ⌈2,500 / 1,000⌉
+    assert ledger["soap_query"] == 4
+    assert (ledger["oauth"], ledger["describe"]) == (1, 1)
+    assert set(ledger) <= {"oauth", "describe", "soap_query", "bulk_job", "bulk_batch",
+                           "bulk_poll", "bulk_result"}
+    token = sf.salesforce_token()
+    jobs_url = f"{token['instance_url']}/services/async/59.0/job"
+    job_id = next(c["path"].rsplit("/", 1)[1] for c in sf.ledger()["calls"]
+                  if c["kind"] == "bulk_job" and c["path"].count("/") == 5)
+    batches = requests.get(f"{jobs_url}/{job_id}/batch", verify=sf.ca_bundle, timeout=30,
+                           headers={"X-SFDC-Session": token["access_token"]}).json()
+    assert sorted(b["numberRecordsProcessed"] for b in batches["batchInfo"]) == [500, 1000, 1000]
+    stored = records(sf, "Contact", "Personalization_Engagement_Score__c")
+    assert all(r["Personalization_Engagement_Score__c"] is not None for r in stored)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    contact = report["objects"]["Contact"]
+    assert (contact["updated"], contact["unmatched"], contact["rejected"]) == (2500, 1500, 0)
+    assert (contact["bulk_jobs"], contact["bulk_batches"]) == (1, 3)
+    assert len(read_jsonl(tmp_path / "out" / "unmatched.jsonl")) == 1500
+    assert balanced(report)
+
+
+class StateWatcher(io.StringIO):
+    """stdout that notes, at every STATE line, what the sandbox and outcome files show."""
+
+    def __init__(self, sf: Any, out: Path) -> None:
+        super().__init__()
+        self.sf, self.out, self.seen = sf, out, []
+
+    def write(self, text: str) -> int:
+        if text.startswith("{"):
+            written = records(self.sf, "Contact", "Id",
+                              "Personalization_Engagement_Score__c != null")
+            unmatched = read_jsonl(self.out / "unmatched.jsonl")
+            self.seen.append((json.loads(text), len(written), len(unmatched)))
+        return super().write(text)
+
+
+class DrainingInput(io.StringIO):
+    """Input after whose line `at` singer-sdk drains every sink (as records grow old)."""
+
+    def __init__(self, text: str, target: TargetSalesforceCRM, at: int) -> None:
+        super().__init__(text)
+        self.target, self.at, self.count = target, at, 0
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.readline():
+            self.count += 1
+            self.target._MAX_RECORD_AGE_IN_MINUTES = -1.0 if self.count == self.at else 5.0
+            yield line
+
+
+def test_state_waits_until_every_record_before_it_has_its_outcome(
+        sf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(sf, "Contact", [{"LastName": f"C{n}", "Email": f"c{n}@example.com"}
+                         for n in range(30)])
+    users = [user(n, f"c{n}@example.com" if n % 3 else f"nobody{n}@example.com")
+             for n in range(30)]
+    messages = singer("users", USER_SCHEMA, users[:15], {"bookmark": 15})
+    messages += [{"type": "RECORD", "stream": "users", "record": r} for r in users[15:]]
+    messages.append({"type": "STATE", "value": {"bookmark": 30}})
+    stdout = StateWatcher(sf, tmp_path / "out")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    target = TargetSalesforceCRM(config=config(sf, tmp_path, batch_size_rows=10))
+
+    # The SDK drains everything after record 20 (line 22) and then writes the STATE it
+    # has (bookmark 15); the matches of those records fill no batch of 10,000.
+    target.listen(DrainingInput(lines(messages), target, at=22))
+
+    assert stdout.seen == [({"bookmark": 15}, 13, 7), ({"bookmark": 30}, 20, 10)]
+    ledger = kinds(sf)
+    assert ledger["bulk_job"] == 2  # the STATE sent a partial batch, the job stayed open
+    assert ledger["bulk_batch"] == 2
+
+
+def test_a_failing_run_aborts_its_bulk_job_and_emits_no_state(
+        sf: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed(sf, "Contact", [{"LastName": f"C{n}", "Email": f"c{n}@example.com"}
+                         for n in range(25)])
+    sf.admin("POST", "field-access", json={"object": "Account",
+                                           "field": "Personalization_Segments__c",
+                                           "access": "read"})
+    messages = singer("users", USER_SCHEMA,
+                      [user(n, f"c{n}@example.com") for n in range(25)], {"bookmark": 1})
+    messages += singer("accounts", ACCOUNT_SCHEMA, [{"id": "a-1", "name": "Acme"}])
+    sf.clear_ledger()
+
+    with pytest.raises(PreflightError, match=r"Account\.Personalization_Segments__c"):
+        run(config(sf, tmp_path, batch_size_rows=10, bulk_batch_size=10), messages)
+
+    calls = [c for c in sf.ledger()["calls"] if c["kind"] == "bulk_job"]
+    assert [c["method"] for c in calls] == ["POST", "POST"]  # create, then abort
+    token = sf.salesforce_token()
+    job = requests.get(f"{token['instance_url']}{calls[1]['path']}", verify=sf.ca_bundle,
+                       headers={"X-SFDC-Session": token["access_token"]}, timeout=30).json()
+    assert job["state"] == "Aborted"
+    assert kinds(sf)["bulk_batch"] == 2  # the two full batches of the first 20 users
+    assert "bookmark" not in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "failed"
+
+
 # -- routing: contacts before leads, never converted leads -----------------------------------
 
 
@@ -383,7 +502,9 @@ def test_lock_errors_on_5_percent_are_retried_until_all_are_updated(
     users += [user(n, f"nobody{n}@example.com") for n in range(2000, 2100)]
     sf.faults(lock_row_rate=0.05, seed=7)
 
-    run(config(sf, tmp_path, max_record_retries=5), singer("users", USER_SCHEMA, users))
+    # Five drains: retries of one drain's batches join later batches of the run's job.
+    run(config(sf, tmp_path, max_record_retries=5, batch_size_rows=500, bulk_batch_size=500),
+        singer("users", USER_SCHEMA, users))
 
     stored = records(sf, "Contact", "Personalization_Engagement_Score__c")
     assert all(r["Personalization_Engagement_Score__c"] is not None for r in stored)
@@ -393,6 +514,7 @@ def test_lock_errors_on_5_percent_are_retried_until_all_are_updated(
     assert (contact["updated"], contact["unmatched"], contact["rejected"]) == (2000, 100, 0)
     assert contact["updated"] + contact["unmatched"] + contact["rejected"] == len(users)
     assert kinds(sf)["bulk_job"] == 2  # one job (create + close), retries as later batches
+    assert contact["bulk_jobs"] == 1
 
 
 def test_failed_batches_on_lock_are_retried(sf: Any, tmp_path: Path) -> None:
