@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from target_salesforce_crm.auth import Session
 from target_salesforce_crm.errors import TransientError
+from target_salesforce_crm.fingerprints import fields_hash
 from target_salesforce_crm.outcomes import SourceRef
+from target_salesforce_crm.target import TargetSalesforceCRM
 from target_salesforce_crm.writer import BulkWriter, WriteItem, WriteOutcome
+
+MAPPING = Path(__file__).resolve().parents[2] / "transforms" / "personalization-to-crm.yml"
 
 Row = dict[str, Any]
 
@@ -431,3 +437,55 @@ def test_an_error_while_waiting_leaves_the_job_to_abort() -> None:
     assert bulk.aborted == ["750000000000000001"]
     assert bulk.closed == []
     assert answers.outcomes == []
+
+
+# -- the run's side: outcomes folded per input record as batches come back ------------------
+
+
+class FakeClient:
+    """Just enough of `SalesforceClient` for fingerprints: the org's instance URL."""
+
+    api_calls: dict[str, int] = {}
+    api_usage = None
+
+    def session(self) -> Any:
+        return Session("token", "https://org.example.test", 0.0)
+
+
+def test_a_record_is_counted_once_all_its_writes_are_answered_worst_outcome_first(
+        tmp_path: Path) -> None:
+    target = TargetSalesforceCRM(config={
+        "mapping_file": str(MAPPING), "output_dir": str(tmp_path / "out"),
+        "fingerprint_db": str(tmp_path / "fp.sqlite"), "client_id": "id",
+        "client_secret": "secret"})
+    run = target.run
+    run._client = FakeClient()
+    bad = {"success": False, "created": False, "id": None, "errors": [
+        {"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "no", "fields": []}]}
+    bulk = FakeBulk(row_outcome=lambda record, attempt: bad if record["Id"] == "003B" else None)
+    run._writer = BulkWriter(bulk, on_outcomes=run._on_outcomes, sleep=Clock().sleep)
+    contact = target.mapping.object("Contact")
+    both = SourceRef("users", "u-1", 0, 1)  # ambiguity update_all: two contacts
+    same = SourceRef("users", "u-2", 1, 1)
+    run.outcomes.open()
+
+    run._write(contact, "update", [
+        WriteItem([both], {"Id": "003A", "Personalization_Tier__c": "Gold"}, "003A",
+                  created_date="2026-01-01T00:00:00.000+0000"),
+        WriteItem([both], {"Id": "003B", "Personalization_Tier__c": "Gold"}, "003B",
+                  created_date="2026-01-01T00:00:00.000+0000"),
+    ], [WriteItem([same], {"Id": "003C"}, "003C")])
+
+    stats = run.report.object("Contact")
+    assert (stats.unchanged, stats.updated, stats.rejected_total) == (1, 0, 0)  # u-1 is open
+    run.settle()
+
+    assert (stats.unchanged, stats.updated, dict(stats.rejected)) == (
+        1, 0, {"FIELD_CUSTOM_VALIDATION_EXCEPTION": 1})
+    run.outcomes.close()
+    [reject] = [json.loads(line) for line in run.outcomes.rejects_path.read_text().splitlines()]
+    assert (reject["key"], reject["crm_id"], reject["stage"]) == ("u-1", "003B", "salesforce")
+    stored = run.fingerprints.lookup("https://org.example.test", "Contact",
+                                     fields_hash(run._fingerprint_fields(contact)),
+                                     ["003A", "003B"])
+    assert list(stored) == ["003A"]  # only what a batch result confirmed written
