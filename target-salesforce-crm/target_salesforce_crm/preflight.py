@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from target_salesforce_crm.errors import SalesforceError
+
 PERMISSION_SET = "the integration user's permission set"
 
 TEXT_TYPES = frozenset({
@@ -391,7 +393,8 @@ class ApiBudget:
 
     The figure is the `Sforce-Limit-Info` header of the latest response (`used/max`). When
     no response carried it (a proxy that strips headers), the budget does not guess: it
-    reads `limits` once, says so in the log, and counts its own calls down from there.
+    reads `limits` once, says so in the log, and counts its own calls down from there; if
+    that is refused too, the run stops before writing.
     """
 
     def __init__(self, max_share: float, logger: logging.Logger | None = None) -> None:
@@ -412,7 +415,14 @@ class ApiBudget:
             self.logger.warning(
                 "Salesforce responses carry no Sforce-Limit-Info header (a proxy may strip "
                 "it): reading the daily API allowance from the limits resource instead")
-            daily = client.limits().get("DailyApiRequests", {})
+            try:
+                daily = client.limits().get("DailyApiRequests", {})
+            except SalesforceError as exc:
+                raise ApiBudgetError(
+                    "cannot tell how many daily API requests remain: Salesforce's responses "
+                    "carry no Sforce-Limit-Info header (let it through the proxy) and the "
+                    "limits resource answered: " + str(exc) + " (it needs View Setup and "
+                    "Configuration)") from None
             self.maximum = int(daily["Max"]) if daily.get("Max") is not None else None
             self._asked = (int(daily.get("Remaining", 0)), sum(client.api_calls.values()))
         remaining, calls_then = self._asked

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from crm_sync_mapping.conversions import Conversion
 from crm_sync_mapping.model import FieldMapping, MatchRule, ObjectMapping, WriteMode
+from target_salesforce_crm.errors import ApiError
 from target_salesforce_crm.preflight import (
     ApiBudget,
     ApiBudgetError,
@@ -210,3 +211,13 @@ def test_field_names_ignore_case_like_salesforce() -> None:
     assert [p.code for p in checker.check({"personalization_tier__c": "Platinum"})] == [
         "PRECHECK_INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"]
     assert checker.check_create({"lastname": "L"}) == []
+
+
+def test_budget_without_header_or_limits_stops_before_writing() -> None:
+    class Refusing(FakeLimits):
+        def limits(self) -> dict[str, Any]:
+            raise ApiError(403, "INSUFFICIENT_ACCESS", "insufficient access rights")
+
+    with pytest.raises(ApiBudgetError, match=r"no Sforce-Limit-Info header .* Salesforce "
+                                             r"INSUFFICIENT_ACCESS .* View Setup"):
+        ApiBudget(0.25).check(Refusing(0), 1)
