@@ -365,6 +365,9 @@ class BulkWriter:
         batch: list[WriteItem] = []
         size = 2
         for item in job.waiting():
+            identity = job.identity(item)
+            if identity is not None and job.queued.get(identity) is not item:
+                continue  # merged with a retry while an earlier batch waited for room
             if not self._ready(job, item, now):
                 continue
             if batch and (len(batch) >= self.batch_size

@@ -489,3 +489,25 @@ def test_a_record_is_counted_once_all_its_writes_are_answered_worst_outcome_firs
                                      fields_hash(run._fingerprint_fields(contact)),
                                      ["003A", "003B"])
     assert list(stored) == ["003A"]  # only what a batch result confirmed written
+
+
+def test_a_retry_that_arrives_while_the_queue_is_being_sent_is_not_lost() -> None:
+    bulk = FakeBulk(row_outcome=lambda r, attempt: lock(r) if r["Id"] == "003X"
+                    and attempt == 0 else None)
+    answers = Answers()
+    write = writer(bulk, answers, batch_size=1, max_unfinished=1, retry_backoff=0)
+    first = WriteItem([SourceRef("users", "x-1", 0, 1)], {"Id": "003X", "A__c": 1}, "003X")
+    others = [WriteItem([SourceRef("users", key, n, 2)], {"Id": f"003{key}"}, f"003{key}")
+              for n, key in enumerate(["Y", "Z"])]
+    later = WriteItem([SourceRef("users", "x-2", 2, 2)], {"Id": "003X", "B__c": 2}, "003X")
+
+    write.submit("Contact", "update", [first])
+    # Sending 003Y makes room by waiting for 003X's batch, whose lock error puts 003X back
+    # in the queue while `later` (the same record) is still to be sent.
+    write.submit("Contact", "update", [*others, later])
+    write.close()
+
+    assert answers.statuses() == {"x-1": "updated", "Y": "updated", "Z": "updated",
+                                  "x-2": "updated"}
+    assert [r for b in bulk.batches.values() for r in b][-1] == {"Id": "003X", "A__c": 1,
+                                                                 "B__c": 2}
