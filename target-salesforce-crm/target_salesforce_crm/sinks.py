@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fastjsonschema
 from crm_sync_mapping.paths import parse_path
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
@@ -79,6 +81,11 @@ PROGRESS_SECONDS = 15.0
 SAMPLE_SIZE = 5
 # Which outcome a record gets when its CRM records fared differently (rejected beats all).
 _STATUS_RANK = {"unchanged": 0, "updated": 1, "created": 2}
+# Schema keywords only jsonschema handles as singer-sdk means them (see `compiled_check`).
+_JSONSCHEMA_ONLY = (
+    "$ref", "$dynamicRef", "$recursiveRef", "prefixItems", "unevaluatedProperties",
+    "unevaluatedItems", "dependentRequired", "dependentSchemas",
+)
 
 
 class RecordingValidator(JSONSchemaValidator):
@@ -87,11 +94,22 @@ class RecordingValidator(JSONSchemaValidator):
     A record that breaks its stream's schema becomes a reject naming its key (nothing is
     lost and the rest of the run goes on); the sink collects the reason right after
     validation, which the SDK runs immediately before `process_record`.
+
+    jsonschema walks the schema for every record (about 85 µs each, a third of the
+    target's CPU); a compiled `fastjsonschema` check takes about 4 µs. So the compiled
+    check lets the valid records through, and jsonschema, as singer-sdk configures it,
+    judges the rest: the verdict and the reason in the reject stay jsonschema's.
     """
 
     problem: str | None = None
 
+    def __init__(self, schema: dict[str, Any], *, validate_formats: bool = False) -> None:
+        super().__init__(schema, validate_formats=validate_formats)
+        self._passes = None if validate_formats else compiled_check(schema)
+
     def validate(self, record: dict) -> None:
+        if self._passes is not None and self._passes(record):
+            return
         try:
             super().validate(record)
         except InvalidRecord as exc:
@@ -100,6 +118,33 @@ class RecordingValidator(JSONSchemaValidator):
     def take_problem(self) -> str | None:
         problem, self.problem = self.problem, None
         return problem
+
+
+def compiled_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
+    """True for a record the schema surely accepts; None when only jsonschema may decide.
+
+    Compiled without defaults (the record is never changed) and without formats (as
+    singer-sdk validates by default). Left to jsonschema: a schema with references (it
+    never fetches a remote one), with keywords of draft 2020-12 that fastjsonschema does not
+    know (it would let through what they forbid), and one it cannot compile.
+    """
+    text = json.dumps(schema)
+    if any(f'"{keyword}"' in text for keyword in _JSONSCHEMA_ONLY):
+        return None
+    try:
+        check = fastjsonschema.compile(schema, use_default=False, use_formats=False,
+                                       detailed_exceptions=False)
+    except Exception:  # any schema it cannot compile: jsonschema alone still validates
+        return None
+
+    def passes(record: dict[str, Any]) -> bool:
+        try:
+            check(record)
+        except fastjsonschema.JsonSchemaValueException:
+            return False
+        return True
+
+    return passes
 
 
 @dataclass(slots=True)

@@ -293,10 +293,12 @@ class BulkWriter:
         while True:
             waiting = [item for job in self._jobs.values() for item in job.waiting()]
             if waiting:
-                delay = max(item.not_before for item in waiting) - self.clock()
+                now = self.clock()
+                delay = max(item.not_before for item in waiting) - now
                 if delay > 0:
-                    self.logger.info("Retrying %d records after a transient failure in %.1fs",
-                                     len(waiting), delay)
+                    self.logger.info(
+                        "Sending %d records again in %.1fs, after a transient failure",
+                        sum(1 for item in waiting if item.not_before > now), delay)
                     self.sleep(delay)
                 for job in self._jobs.values():
                     self._send(job, partial=True)

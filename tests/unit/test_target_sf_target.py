@@ -8,12 +8,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 from target_salesforce_crm.outcomes import OutcomeFiles, Reject, SourceRef
 from target_salesforce_crm.report import RunReport, reject_allowance
-from target_salesforce_crm.sinks import IgnoredSink, MappedSink, plain_record
+from target_salesforce_crm.sinks import (
+    IgnoredSink,
+    MappedSink,
+    RecordingValidator,
+    compiled_check,
+    plain_record,
+)
 from target_salesforce_crm.target import TargetConfigError, TargetSalesforceCRM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,3 +163,48 @@ def test_reject_allowance_share_or_count() -> None:
     assert reject_allowance(0.01, 25_000) == 250
     assert reject_allowance(0, 25_000) == 0
     assert reject_allowance(5, 25_000) == 5
+
+
+RECORD_SCHEMA = {
+    "type": "object", "required": ["id"],
+    "properties": {"id": {"type": "string"}, "score": {"type": ["number", "null"]},
+                   "plan": {"type": "string", "default": "bronze"},
+                   "seen": {"type": ["string", "null"], "format": "date-time"}},
+}
+
+
+def test_validation_lets_valid_records_through_fast_and_keeps_jsonschema_reasons(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    validator = RecordingValidator(RECORD_SCHEMA)
+    slow: list[dict[str, object]] = []
+
+    class Spy:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def validate(self, record: dict[str, object]) -> None:
+            slow.append(record)
+            self.inner.validate(record)
+
+    monkeypatch.setattr(validator, "validator", Spy(validator.validator))
+    valid = {"id": "u-1", "score": decimal.Decimal("0.5"), "seen": "not a date"}
+
+    validator.validate(valid)
+    assert validator.take_problem() is None
+    assert slow == []  # the compiled check decided alone
+    assert "plan" not in valid  # a schema default never lands in the record
+    validator.validate({"id": "u-2", "score": "high"})
+    assert validator.take_problem() == "'high' is not of type 'number', 'null'"
+    validator.validate({"score": 1})
+    assert validator.take_problem() == "'id' is a required property"
+
+
+def test_schemas_the_compiled_check_does_not_fully_know_are_left_to_jsonschema() -> None:
+    with_ref = {"type": "object", "$defs": {"name": {"type": "string"}},
+                "properties": {"name": {"$ref": "#/$defs/name"}}}
+    assert compiled_check(with_ref) is None
+    assert compiled_check({"type": "array", "prefixItems": [{"type": "string"}]}) is None
+    validator = RecordingValidator(with_ref)
+    validator.validate({"name": 5})
+    assert validator.take_problem() == "5 is not of type 'string'"
+    assert RecordingValidator(RECORD_SCHEMA, validate_formats=True)._passes is None
