@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from crm_sync_mapping import load_forward_mapping
 from emulators import defaults
-from target_salesforce_crm import client as client_module
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.metadata import main as generate
 from target_salesforce_crm.preflight import PERMISSION_SET, PreflightError, check_objects
@@ -37,14 +36,6 @@ PROPENSITY = """
         convert: [number]
         crm_field: {type: Number, precision: 5, scale: 2, label: Personalization Propensity}
 """
-
-
-@pytest.fixture
-def sf(salesforce_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    salesforce_sandbox.reset()
-    monkeypatch.setattr(client_module, "sleep", lambda seconds: None)
-    yield salesforce_sandbox
-    salesforce_sandbox.reset()
 
 
 def connection(sf: Any) -> dict[str, Any]:

@@ -11,23 +11,28 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from emulators import defaults
-from target_salesforce_crm import client as client_module
+from support.target_salesforce_crm import (
+    HookedInput,
+    config_for,
+    kinds,
+    lines,
+    records,
+    run_target,
+    seed,
+    singer,
+)
 from target_salesforce_crm.errors import AuthenticationError
 from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.report import RejectThresholdError
 from target_salesforce_crm.target import TargetSalesforceCRM
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MAPPING = REPO / "transforms" / "personalization-to-crm.yml"
 
 USER_SCHEMA = {
     "type": "object",
@@ -82,66 +87,6 @@ objects:
 # -- helpers ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sf(salesforce_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    salesforce_sandbox.reset()
-    monkeypatch.setattr(client_module, "sleep", lambda seconds: None)
-    yield salesforce_sandbox
-    salesforce_sandbox.reset()
-
-
-def config(sf: Any, tmp_path: Path, mapping: str | Path = DEFAULT_MAPPING,
-           **overrides: Any) -> dict[str, Any]:
-    if isinstance(mapping, str):
-        path = tmp_path / "mapping.yml"
-        path.write_text(mapping)
-        mapping = path
-    return {
-        "auth_url": sf.url, "ca_bundle": sf.ca_bundle,
-        "client_id": defaults.SF_CLIENT_ID, "client_secret": defaults.SF_CLIENT_SECRET,
-        "mapping_file": str(mapping), "output_dir": str(tmp_path / "out"),
-        "fingerprint_db": str(tmp_path / "fingerprints.sqlite"),
-        "poll_initial": 0.05, "poll_max": 0.2, "retry_backoff": 0.05, **overrides,
-    }
-
-
-def singer(stream: str, schema: dict[str, Any], records: list[dict[str, Any]],
-           state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = [
-        {"type": "SCHEMA", "stream": stream, "schema": schema, "key_properties": ["id"]},
-    ]
-    messages += [{"type": "RECORD", "stream": stream, "record": r} for r in records]
-    if state is not None:
-        messages.append({"type": "STATE", "value": state})
-    return messages
-
-
-def lines(messages: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(m) + "\n" for m in messages)
-
-
-def run(cfg: dict[str, Any], messages: list[dict[str, Any]]) -> TargetSalesforceCRM:
-    target = TargetSalesforceCRM(config=cfg)
-    target.listen(io.StringIO(lines(messages)))
-    return target
-
-
-def seed(sf: Any, sobject: str, rows: list[dict[str, Any]]) -> list[str]:
-    ids: list[str] = []
-    for start in range(0, len(rows), 5000):
-        ids += sf.admin("POST", f"records/{sobject}", json=rows[start:start + 5000])
-    return ids
-
-
-def records(sf: Any, sobject: str, fields: str, where: str | None = None) -> list[dict]:
-    params = {"fields": fields, **({"where": where} if where else {})}
-    return sf.admin("GET", f"records/{sobject}", params=params)
-
-
-def kinds(sf: Any) -> dict[str, int]:
-    return dict(sf.ledger()["by_kind"])
-
-
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -180,7 +125,8 @@ def test_25000_users_15000_contacts_25_lookups_2_batches(sf: Any, tmp_path: Path
     ]
     sf.clear_ledger()
 
-    target = run(config(sf, tmp_path), singer("users", USER_SCHEMA, users, {"bookmark": 1}))
+    target = run_target(config_for(sf, tmp_path),
+                        singer("users", USER_SCHEMA, users, {"bookmark": 1}))
 
     ledger = kinds(sf)
     assert ledger["soap_query"] == 25
@@ -219,7 +165,7 @@ def test_drains_share_one_bulk_job_and_batches_are_full(sf: Any, tmp_path: Path)
                   f"nobody{n}@example.com") for n in range(4000)]
     sf.clear_ledger()
 
-    run(config(sf, tmp_path, batch_size_rows=1000, bulk_batch_size=1000),
+    run_target(config_for(sf, tmp_path, batch_size_rows=1000, bulk_batch_size=1000),
         singer("users", USER_SCHEMA, users))
 
     ledger = kinds(sf)
@@ -262,20 +208,6 @@ class StateWatcher(io.StringIO):
         return super().write(text)
 
 
-class DrainingInput(io.StringIO):
-    """Input after whose line `at` singer-sdk drains every sink (as records grow old)."""
-
-    def __init__(self, text: str, target: TargetSalesforceCRM, at: int) -> None:
-        super().__init__(text)
-        self.target, self.at, self.count = target, at, 0
-
-    def __iter__(self) -> Iterator[str]:
-        while line := self.readline():
-            self.count += 1
-            self.target._MAX_RECORD_AGE_IN_MINUTES = -1.0 if self.count == self.at else 5.0
-            yield line
-
-
 def test_state_waits_until_every_record_before_it_has_its_outcome(
         sf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seed(sf, "Contact", [{"LastName": f"C{n}", "Email": f"c{n}@example.com"}
@@ -287,11 +219,14 @@ def test_state_waits_until_every_record_before_it_has_its_outcome(
     messages.append({"type": "STATE", "value": {"bookmark": 30}})
     stdout = StateWatcher(sf, tmp_path / "out")
     monkeypatch.setattr(sys, "stdout", stdout)
-    target = TargetSalesforceCRM(config=config(sf, tmp_path, batch_size_rows=10))
+    target = TargetSalesforceCRM(config=config_for(sf, tmp_path, batch_size_rows=10))
 
     # The SDK drains everything after record 20 (line 22) and then writes the STATE it
     # has (bookmark 15); the matches of those records fill no batch of 10,000.
-    target.listen(DrainingInput(lines(messages), target, at=22))
+    def drain_at_line_22(number: int) -> None:  # as if records had grown too old
+        target._MAX_RECORD_AGE_IN_MINUTES = -1.0 if number == 22 else 5.0
+
+    target.listen(HookedInput(lines(messages), drain_at_line_22))
 
     assert stdout.seen == [({"bookmark": 15}, 13, 7), ({"bookmark": 30}, 20, 10)]
     ledger = kinds(sf)
@@ -312,7 +247,7 @@ def test_a_failing_run_aborts_its_bulk_job_and_emits_no_state(
     sf.clear_ledger()
 
     with pytest.raises(PreflightError, match=r"Account\.Personalization_Segments__c"):
-        run(config(sf, tmp_path, batch_size_rows=10, bulk_batch_size=10), messages)
+        run_target(config_for(sf, tmp_path, batch_size_rows=10, bulk_batch_size=10), messages)
 
     calls = [c for c in sf.ledger()["calls"] if c["kind"] == "bulk_job"]
     assert [c["method"] for c in calls] == ["POST", "POST"]  # create, then abort
@@ -342,7 +277,7 @@ def test_leads_only_without_contact_and_never_converted(sf: Any, tmp_path: Path)
              user(3, "converted@example.com", engagementScore=0.7),
              user(4, "nobody@example.com", engagementScore=0.8)]
 
-    run(config(sf, tmp_path, CONTACT_LEAD_MAPPING % {"lead": "true"}),
+    run_target(config_for(sf, tmp_path, CONTACT_LEAD_MAPPING % {"lead": "true"}),
         singer("users", USER_SCHEMA, users))
 
     [stored_contact] = records(sf, "Contact", "Id,Personalization_Engagement_Score__c")
@@ -363,7 +298,7 @@ def test_leads_untouched_while_lead_sharing_is_off(sf: Any, tmp_path: Path) -> N
     seed(sf, "Lead", [{"LastName": "Open", "Company": "X", "Email": "lead@example.com"}])
     sf.clear_ledger()
 
-    run(config(sf, tmp_path, CONTACT_LEAD_MAPPING % {"lead": "false"}),
+    run_target(config_for(sf, tmp_path, CONTACT_LEAD_MAPPING % {"lead": "false"}),
         singer("users", USER_SCHEMA, [user(1, "lead@example.com")]))
 
     assert records(sf, "Lead", "Personalization_Engagement_Score__c") == [
@@ -416,7 +351,8 @@ def test_account_name_variants_and_an_ambiguous_account(sf: Any, tmp_path: Path)
     ]
     sf.clear_ledger()
 
-    run(config(sf, tmp_path, ACCOUNT_MAPPING), singer("accounts", ACCOUNT_SCHEMA, accounts))
+    run_target(config_for(sf, tmp_path, ACCOUNT_MAPPING),
+               singer("accounts", ACCOUNT_SCHEMA, accounts))
 
     scores = {r["Id"]: r["Personalization_Engagement_Score__c"]
               for r in records(sf, "Account", "Id,Personalization_Engagement_Score__c")}
@@ -466,7 +402,7 @@ def test_upsert_twice_creates_no_duplicates(sf: Any, tmp_path: Path) -> None:
              user(2, "new1@example.com", engagementScore=0.2),
              user(3, "new2@example.com", engagementScore=0.3, displayName=None)]
 
-    run(config(sf, tmp_path, UPSERT_MAPPING), singer("users", USER_SCHEMA, users))
+    run_target(config_for(sf, tmp_path, UPSERT_MAPPING), singer("users", USER_SCHEMA, users))
 
     fields = "Id,LastName,Personalization_User_Id__c,Personalization_Engagement_Score__c"
     first = {r["Personalization_User_Id__c"]: r for r in records(sf, "Contact", fields)}
@@ -478,7 +414,7 @@ def test_upsert_twice_creates_no_duplicates(sf: Any, tmp_path: Path) -> None:
             report["objects"]["Contact"]["created"]) == (1, 2)
 
     users = [{**u, "engagementScore": u["engagementScore"] + 1} for u in users]
-    run(config(sf, tmp_path, UPSERT_MAPPING), singer("users", USER_SCHEMA, users))
+    run_target(config_for(sf, tmp_path, UPSERT_MAPPING), singer("users", USER_SCHEMA, users))
 
     second = {r["Personalization_User_Id__c"]: r for r in records(
         sf, "Contact", "Id,Personalization_User_Id__c,Personalization_Engagement_Score__c")}
@@ -503,8 +439,9 @@ def test_lock_errors_on_5_percent_are_retried_until_all_are_updated(
     sf.faults(lock_row_rate=0.05, seed=7)
 
     # Five drains: retries of one drain's batches join later batches of the run's job.
-    run(config(sf, tmp_path, max_record_retries=5, batch_size_rows=500, bulk_batch_size=500),
-        singer("users", USER_SCHEMA, users))
+    run_target(config_for(sf, tmp_path, max_record_retries=5, batch_size_rows=500,
+                          bulk_batch_size=500),
+               singer("users", USER_SCHEMA, users))
 
     stored = records(sf, "Contact", "Personalization_Engagement_Score__c")
     assert all(r["Personalization_Engagement_Score__c"] is not None for r in stored)
@@ -521,7 +458,7 @@ def test_failed_batches_on_lock_are_retried(sf: Any, tmp_path: Path) -> None:
     seed(sf, "Contact", [{"LastName": "C", "Email": f"c{n}@example.com"} for n in range(30)])
     sf.faults(fail_batches=1)
 
-    run(config(sf, tmp_path, bulk_batch_size=10),
+    run_target(config_for(sf, tmp_path, bulk_batch_size=10),
         singer("users", USER_SCHEMA, [user(n, f"c{n}@example.com") for n in range(30)]))
 
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -564,7 +501,7 @@ def test_invalid_values_are_rejected_with_their_codes(sf: Any, tmp_path: Path) -
     schema = {**USER_SCHEMA, "properties": {**USER_SCHEMA["properties"],
                                             "engagementScore": {}}}
 
-    run(config(sf, tmp_path, INVALID_MAPPING, fail_on_rejects=10),
+    run_target(config_for(sf, tmp_path, INVALID_MAPPING, fail_on_rejects=10),
         singer("users", schema, users))
 
     rejects = {r["key"]: r for r in read_jsonl(tmp_path / "out" / "rejects.jsonl")}
@@ -591,7 +528,7 @@ def test_too_many_rejects_fail_the_run_after_writing_outcomes(sf: Any, tmp_path:
              user(2, "c2@example.com", attributes={"plan": "gold", "title": "T" * 200})]
 
     with pytest.raises(RejectThresholdError, match=r"2 of 3 input records were rejected"):
-        run(config(sf, tmp_path, INVALID_MAPPING, fail_on_rejects=0.5),
+        run_target(config_for(sf, tmp_path, INVALID_MAPPING, fail_on_rejects=0.5),
             singer("users", USER_SCHEMA, users))
 
     assert len(read_jsonl(tmp_path / "out" / "rejects.jsonl")) == 2
@@ -606,31 +543,17 @@ def test_too_many_rejects_fail_the_run_after_writing_outcomes(sf: Any, tmp_path:
 # -- credentials and permissions ------------------------------------------------------------
 
 
-class ExpiringInput(io.StringIO):
-    """Input whose reading expires every session half-way, as an admin might."""
-
-    def __init__(self, text: str, sf: Any, after: int) -> None:
-        super().__init__(text)
-        self.sf, self.after, self.count = sf, after, 0
-
-    def __iter__(self) -> Iterator[str]:
-        while line := self.readline():
-            self.count += 1
-            self.on_line(self.count)
-            yield line
-
-    def on_line(self, number: int) -> None:
-        if number == self.after:
-            self.sf.admin("POST", "sessions/expire")
-
-
 def test_expired_session_mid_run_recovers(sf: Any, tmp_path: Path) -> None:
     seed(sf, "Contact", [{"LastName": "C", "Email": f"c{n}@example.com"} for n in range(300)])
     users = [user(n, f"c{n}@example.com") for n in range(300)]
     text = lines(singer("users", USER_SCHEMA, users))
-    target = TargetSalesforceCRM(config=config(sf, tmp_path, batch_size_rows=100))
+    target = TargetSalesforceCRM(config=config_for(sf, tmp_path, batch_size_rows=100))
 
-    target.listen(ExpiringInput(text, sf, after=150))
+    def expire_at_line_150(number: int) -> None:  # as an admin might
+        if number == 150:
+            sf.admin("POST", "sessions/expire")
+
+    target.listen(HookedInput(text, expire_at_line_150))
 
     stored = records(sf, "Contact", "Personalization_Engagement_Score__c")
     assert all(r["Personalization_Engagement_Score__c"] is not None for r in stored)
@@ -642,7 +565,7 @@ def test_revoked_credentials_end_the_run_with_the_actionable_message(
         sf: Any, tmp_path: Path) -> None:
     seed(sf, "Contact", [{"LastName": "C", "Email": "c0@example.com"}])
     sf.admin("POST", "revoke", json={"reason": "inactive user"})
-    (tmp_path / "config.json").write_text(json.dumps(config(sf, tmp_path)))
+    (tmp_path / "config.json").write_text(json.dumps(config_for(sf, tmp_path)))
     (tmp_path / "input.jsonl").write_text(
         lines(singer("users", USER_SCHEMA, [user(0, "c0@example.com")])))
 
@@ -669,15 +592,14 @@ def test_revoked_mid_run_raises_authentication_error(sf: Any, tmp_path: Path) ->
     seed(sf, "Contact", [{"LastName": "C", "Email": f"c{n}@example.com"} for n in range(20)])
     text = lines(singer("users", USER_SCHEMA, [user(n, f"c{n}@example.com") for n in range(20)]))
 
-    class RevokingInput(ExpiringInput):
-        def on_line(self, number: int) -> None:
-            if number == self.after:
-                self.sf.admin("POST", "revoke", json={"reason": "ip restricted"})
+    def revoke_at_line_12(number: int) -> None:
+        if number == 12:
+            sf.admin("POST", "revoke", json={"reason": "ip restricted"})
 
-    target = TargetSalesforceCRM(config=config(sf, tmp_path, batch_size_rows=10,
-                                                bulk_batch_size=10))
+    target = TargetSalesforceCRM(config=config_for(sf, tmp_path, batch_size_rows=10,
+                                                    bulk_batch_size=10))
     with pytest.raises(AuthenticationError, match="ip restricted"):
-        target.listen(RevokingInput(text, sf, after=12))
+        target.listen(HookedInput(text, revoke_at_line_12))
 
     assert kinds(sf)["bulk_batch"] == 1  # the first drain filled a batch and sent it
     report = target.run.report
@@ -696,7 +618,8 @@ def test_field_without_edit_permission_fails_preflight(sf: Any, tmp_path: Path) 
     sf.clear_ledger()
 
     with pytest.raises(PreflightError) as caught:
-        run(config(sf, tmp_path), singer("users", USER_SCHEMA, [user(0, "c0@example.com")]))
+        run_target(config_for(sf, tmp_path),
+                   singer("users", USER_SCHEMA, [user(0, "c0@example.com")]))
 
     message = str(caught.value)
     assert message.startswith("Preflight failed (2 problems): ")
@@ -711,8 +634,8 @@ def test_api_budget_is_checked_before_any_write(sf: Any, tmp_path: Path) -> None
     sf.clear_ledger()
 
     with pytest.raises(ApiBudgetError, match="max_api_share"):
-        run(config(sf, tmp_path), singer("users", USER_SCHEMA,
-                                         [user(n, f"c{n}@example.com") for n in range(10)]))
+        run_target(config_for(sf, tmp_path), singer(
+            "users", USER_SCHEMA, [user(n, f"c{n}@example.com") for n in range(10)]))
 
     assert "soap_query" not in kinds(sf)
     assert "bulk_job" not in kinds(sf)
@@ -729,7 +652,7 @@ def test_emails_with_quotes_backslashes_and_unicode_match_without_injection(
     users = [user(n, e.upper()) for n, e in enumerate(emails[:4])]
     users.append(user(9, "x' OR Email != '"))
 
-    run(config(sf, tmp_path), singer("users", USER_SCHEMA, users))
+    run_target(config_for(sf, tmp_path), singer("users", USER_SCHEMA, users))
 
     scores = {r["Id"]: r["Personalization_Engagement_Score__c"]
               for r in records(sf, "Contact", "Id,Personalization_Engagement_Score__c")}
@@ -773,7 +696,7 @@ def test_a_csv_like_stream_feeds_contacts_and_other_streams_are_ignored(
         {"type": "RECORD", "stream": "orders", "record": {"id": "o-2"}},
     ]
 
-    run(config(sf, tmp_path, CSV_MAPPING), messages)
+    run_target(config_for(sf, tmp_path, CSV_MAPPING), messages)
 
     assert records(sf, "Contact", "Personalization_Engagement_Score__c,"
                    "Personalization_Last_Activity__c") == [
@@ -798,7 +721,7 @@ def test_malformed_and_keyless_records_are_rejected_by_name(sf: Any, tmp_path: P
     messages = singer("users", schema, users)
     messages[0]["key_properties"] = []
 
-    run(config(sf, tmp_path, fail_on_rejects=5), messages)
+    run_target(config_for(sf, tmp_path, fail_on_rejects=5), messages)
 
     rejects = read_jsonl(tmp_path / "out" / "rejects.jsonl")
     assert [(r["key"], r["code"], r["stage"]) for r in rejects] == [
@@ -832,7 +755,8 @@ def test_two_users_on_one_contact_are_merged_into_one_write(sf: Any, tmp_path: P
     users = [user(1, "shared@example.com", engagementScore=0.1),
              user(2, "SHARED@example.com", engagementScore=0.2)]
 
-    run(config(sf, tmp_path, DUPLICATES_MAPPING % "reject"), singer("users", USER_SCHEMA, users))
+    run_target(config_for(sf, tmp_path, DUPLICATES_MAPPING % "reject"),
+               singer("users", USER_SCHEMA, users))
 
     assert records(sf, "Contact", "Id,Personalization_Engagement_Score__c") == [
         {"Id": contact_id, "Personalization_Engagement_Score__c": 0.2}]
@@ -853,7 +777,7 @@ def test_ambiguity_policy_on_duplicate_contacts(
          "LastModifiedDate": "2025-01-01T00:00:00.000+0000"},
     ])
 
-    run(config(sf, tmp_path, DUPLICATES_MAPPING % policy, fail_on_rejects=1),
+    run_target(config_for(sf, tmp_path, DUPLICATES_MAPPING % policy, fail_on_rejects=1),
         singer("users", USER_SCHEMA, [user(1, "twin@example.com", engagementScore=0.7)]))
 
     stored = {r["LastName"]: r["Personalization_Engagement_Score__c"]
@@ -869,7 +793,7 @@ def test_http_503_and_dropped_connections_do_not_lose_records(sf: Any, tmp_path:
     users = [user(n, f"c{n}@example.com") for n in range(500)]
     sf.faults(http_503_rate=0.2, drop_rate=0.05, seed=3)
 
-    run(config(sf, tmp_path, bulk_batch_size=100, lookup_batch_size=100, max_retries=8),
+    run_target(config_for(sf, tmp_path, bulk_batch_size=100, lookup_batch_size=100, max_retries=8),
         singer("users", USER_SCHEMA, users))
 
     sf.faults()
@@ -895,7 +819,7 @@ def test_meltano_config_test_checks_connection_and_permissions(
         sf: Any, tmp_path: Path) -> None:
     sf.clear_ledger()
 
-    target = run(config(sf, tmp_path), MELTANO_TEST_MESSAGES)
+    target = run_target(config_for(sf, tmp_path), MELTANO_TEST_MESSAGES)
 
     assert kinds(sf) == {"oauth": 1, "describe": 2}  # Contact and Account
     assert target.run.report.streams["meltano_test_stream"].ignored
@@ -906,4 +830,4 @@ def test_meltano_config_test_checks_connection_and_permissions(
                                            "field": "Personalization_Segments__c",
                                            "access": "read"})
     with pytest.raises(PreflightError, match=r"grant Edit on Account\.Personalization_Segments"):
-        run(config(sf, tmp_path), MELTANO_TEST_MESSAGES)
+        run_target(config_for(sf, tmp_path), MELTANO_TEST_MESSAGES)

@@ -8,18 +8,23 @@ Outcomes come from the sandbox's record store and API ledger.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from emulators import defaults
-from target_salesforce_crm import client as client_module
-from target_salesforce_crm.target import TargetSalesforceCRM
+from support.target_salesforce_crm import (
+    config_for,
+    kinds,
+    records,
+    report_of,
+    run_target,
+    seed,
+    singer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,24 +59,10 @@ COUNTS = ("candidates", "matched", "unmatched", "ambiguous", "updated", "created
           "unchanged", "rejected", "rejected_by_code")
 
 
-@pytest.fixture
-def sf(salesforce_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    salesforce_sandbox.reset()
-    monkeypatch.setattr(client_module, "sleep", lambda seconds: None)
-    yield salesforce_sandbox
-    salesforce_sandbox.reset()
-
-
 def config(sf: Any, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    mapping = tmp_path / "mapping.yml"
-    mapping.write_text(MAPPING)
-    return {
-        "auth_url": sf.url, "ca_bundle": sf.ca_bundle,
-        "client_id": defaults.SF_CLIENT_ID, "client_secret": defaults.SF_CLIENT_SECRET,
-        "mapping_file": str(mapping), "output_dir": str(tmp_path / "out"),
-        "fingerprint_db": str(tmp_path / "cache" / "fingerprints.sqlite"),
-        "poll_initial": 0.05, "poll_max": 0.2, "retry_backoff": 0.05, **overrides,
-    }
+    """The test mapping; fingerprints in a folder the target has to create."""
+    return config_for(sf, tmp_path, MAPPING, **{
+        "fingerprint_db": str(tmp_path / "cache" / "fingerprints.sqlite"), **overrides})
 
 
 def user(n: int, email: str | None, score: float | None = None,
@@ -82,20 +73,9 @@ def user(n: int, email: str | None, score: float | None = None,
 
 
 def run(cfg: dict[str, Any], users: list[dict[str, Any]]) -> dict[str, Any]:
-    messages = [{"type": "SCHEMA", "stream": "users", "schema": USER_SCHEMA,
-                 "key_properties": ["id"]}]
-    messages += [{"type": "RECORD", "stream": "users", "record": r} for r in users]
-    target = TargetSalesforceCRM(config=cfg)
-    target.listen(io.StringIO("".join(json.dumps(m) + "\n" for m in messages)))
-    return json.loads((Path(cfg["output_dir"]) / "report.json").read_text())
-
-
-def seed(sf: Any, sobject: str, rows: list[dict[str, Any]]) -> list[str]:
-    return list(sf.admin("POST", f"records/{sobject}", json=rows))
-
-
-def kinds(sf: Any) -> dict[str, int]:
-    return dict(sf.ledger()["by_kind"])
+    """One run over `users`; its report."""
+    run_target(cfg, singer("users", USER_SCHEMA, users))
+    return report_of(cfg)
 
 
 def checksum(sf: Any) -> str:
@@ -108,8 +88,8 @@ def checksum(sf: Any) -> str:
 
 
 def modified(sf: Any) -> dict[str, str]:
-    rows = sf.admin("GET", "records/Contact", params={"fields": "Id,LastModifiedDate"})
-    return {row["Id"]: row["LastModifiedDate"] for row in rows}
+    return {row["Id"]: row["LastModifiedDate"]
+            for row in records(sf, "Contact", "Id,LastModifiedDate")}
 
 
 def counts(report: dict[str, Any]) -> dict[str, Any]:
