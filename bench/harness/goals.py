@@ -34,7 +34,8 @@ def _ok(paths: dict[str, Any], name: str) -> dict[str, Any] | None:
     return result if result and result.get("status") == "ok" else None
 
 
-def _peak_rss(paths: dict[str, Any]) -> dict[str, float]:
+def peak_rss(paths: dict[str, Any]) -> dict[str, float]:
+    """Each plugin's largest peak RSS over the runs of its path (MB)."""
     peaks: dict[str, float] = {}
     if target := _ok(paths, "target"):
         peaks["target-salesforce-crm"] = max(
@@ -81,7 +82,7 @@ def per_size(size: int, paths: dict[str, Any]) -> list[dict[str, Any]]:
             "tap-salesforce-crm API calls = minimum",
             f"{calls['actual_total']} vs {calls['minimum_total']}", calls["at_minimum"],
             _excess(calls)))
-    for plugin, peak in _peak_rss(paths).items():
+    for plugin, peak in peak_rss(paths).items():
         binding = size >= RSS_BUDGET_SIZE
         goals.append(_goal(f"{plugin} peak RSS < 300 MB", f"{peak:.0f} MB",
                            peak < RSS_BUDGET_MB,

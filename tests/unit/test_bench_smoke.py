@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import readme
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +119,31 @@ def test_readme_block_lists_the_run(results: tuple[dict[str, Any], Path]) -> Non
                     "### Growth"):
         assert heading in text
     assert f"| {USERS} | target-salesforce-crm >= 0.5x target-csv throughput |" in text
+
+
+def test_history_keeps_every_results_file_and_details_only_the_newest(
+        results: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    data, _ = results
+    older = json.loads(json.dumps(data))
+    older["paths"]["target"]["ratios"]["vs_target_csv_net"] = 0.123
+    older["paths"]["target"]["api_calls"]["excess"] = {"bulk_job": 38}
+    older["goals"][0]["met"] = False
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / f"2000-01-01-{USERS}.json").write_text(json.dumps(older))
+    (tmp_path / "results" / f"2999-01-01-{USERS}.json").write_text(json.dumps(data))
+    met = sum(goal["met"] is True for goal in data["goals"])
+
+    readme.write(tmp_path / "README.md", tmp_path / "results")
+
+    text = (tmp_path / "README.md").read_text()
+    history = text.split("### History", 1)[1]
+    assert f"| {USERS} | `2000-01-01-{USERS}.json` | {met - 1} / {len(data['goals'])} | 0.12x " \
+           "| bulk_job +38 |" in history
+    assert f"| {USERS} | `2999-01-01-{USERS}.json` | {met} / {len(data['goals'])} |" in history
+    assert history.index("2000-01-01") < history.index("2999-01-01")
+    details = text.split("### History", 1)[0]
+    assert "0.12x" not in details  # the detailed tables show the newest file only
+    assert f"`results/2999-01-01-{USERS}.json`" in details
 
 
 def test_bad_size_is_a_one_line_error(tmp_path: Path) -> None:
