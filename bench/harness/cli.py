@@ -20,7 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness import dataset, goals, machine, readme, reverse_path, tap_path, target_path
+from harness import (
+    dataset,
+    goals,
+    machine,
+    profiling,
+    readme,
+    reverse_path,
+    tap_path,
+    target_path,
+)
 from harness.context import Context
 from harness.sandbox import running
 
@@ -82,6 +91,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--only takes {', '.join(PATHS)}; got {args.only!r}")
     if args.repeat is not None and args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    if args.profile:
+        try:  # before anything is measured, not half-way through a long run
+            profiling.py_spy()
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
     return args
 
 

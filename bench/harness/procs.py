@@ -12,8 +12,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,23 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()  # the wrapper forwards it to the plugin
+
+
+@contextmanager
+def _children() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The children started in the block (append them); if the block fails, all are stopped.
+
+    A plugin left running after a failed start (say its profiler could not be started)
+    would go on writing to the sandboxes while later paths are measured.
+    """
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    except BaseException:
+        _stop(started)
+        for proc in started:
+            proc.wait()
+        raise
 
 
 def _wait_all(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> list[int]:
@@ -153,7 +170,7 @@ def profiled(commands: Sequence[Sequence[str]], *, logs: Sequence[Path],
     procs: list[subprocess.Popen[bytes]] = []
     samplers: list[subprocess.Popen[bytes]] = []
     with (open(stdin or os.devnull, "rb") as source, open(os.devnull, "wb") as sink,
-          ExitStack() as files):
+          ExitStack() as files, _children() as started):
         upstream: Any = source
         for index, (cmd, log) in enumerate(zip(commands, logs, strict=True)):
             last = index == len(commands) - 1
@@ -161,6 +178,7 @@ def profiled(commands: Sequence[Sequence[str]], *, logs: Sequence[Path],
             proc = subprocess.Popen(list(cmd), stdin=upstream,
                                     stdout=sink if last else subprocess.PIPE, stderr=errors,
                                     env=child_env())
+            started.append(proc)
             if upstream is not source:
                 upstream.close()  # the next process holds the only reading end now
             upstream = proc.stdout
@@ -169,6 +187,7 @@ def profiled(commands: Sequence[Sequence[str]], *, logs: Sequence[Path],
             sampler_log = files.enter_context(log.with_suffix(".sampler.log").open("wb"))
             samplers.append(subprocess.Popen(sampler(proc.pid, raw), stdin=subprocess.DEVNULL,
                                              stdout=sampler_log, stderr=sampler_log))
+            started.append(samplers[-1])
         codes = _wait_all(procs, timeout_s)
         _wait_all(samplers, 60.0)
     for cmd, log, code in zip(commands, logs, codes, strict=True):

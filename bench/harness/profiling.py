@@ -28,8 +28,8 @@ IDLE_FUNCTIONS = frozenset({"select", "poll", "sleep", "wait", "recv", "recv_int
 def py_spy() -> Path:
     path = plugins.BIN / "py-spy"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: --profile needs py-spy "
-                                "(`.venv/bin/uv pip install --python .venv/bin/python py-spy`)")
+        raise FileNotFoundError(f"{path} is missing: --profile needs py-spy, which "
+                                "`make install` puts into .venv (requirements-dev.txt)")
     return path
 
 
