@@ -15,9 +15,21 @@ point (`is_sorted`); the SDK's own sort check is off because the look-back overl
 rows older than the stored bookmark by design, and an equivalent check runs on the rows
 actually returned. While the overlap is read the stored bookmark may step back by up to
 the look-back; a run interrupted there re-reads at most one more window next time, and a
-completed run always ends on the newest stamp. `queryAll` (and the `queryAll` Bulk
+completed run always ends on the newest stamp it read. `queryAll` (and the `queryAll` Bulk
 operation) include deleted rows, which are emitted with `IsDeleted = true` so the target
 can clear what they fed.
+
+A read also has a ceiling: `AND SystemModstamp <= <ceiling>`, one whole second for the run
+(SOQL literals have no fractions) that has passed before the first query, and the streams'
+signpost (the SDK's "max allowable bookmark"). A query cursor fixes which rows come in which
+order when the query runs, but a row changed while the pages are read can come back with
+its new, later stamp, ahead of older rows still to come. Such a row is stamped after the
+ceiling: it is left for the next run, which starts at or below the ceiling and so reads it
+with its new values, and every emitted row, and so the bookmark, stays at or below the
+ceiling. A busy org therefore does not stop the stream. The ceiling is this machine's
+clock: one behind Salesforce's only moves rows to the next run; one ahead by more than the
+time a read takes to reach a changed row lets that row through out of order, which stops
+the stream as before (nothing is lost; NTP keeps both far closer than that).
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from singer_sdk import Stream
 from singer_sdk.exceptions import InvalidStreamSortException
 from singer_sdk.singerlib import Metadata
 
+from target_salesforce_crm import client as client_module
 from target_salesforce_crm import soql
 from target_salesforce_crm.errors import ApiError, SalesforceError
 from target_salesforce_crm.schema import (
@@ -146,12 +159,13 @@ def build_soql(
     *,
     replication_key: str | None,
     start: dt.datetime | None,
+    end: dt.datetime | None = None,
     limit: int | None = None,
 ) -> str:
-    """`SELECT … FROM X WHERE key >= literal ORDER BY key ASC, Id ASC [LIMIT n]`.
+    """`SELECT … FROM X WHERE key >= start AND key <= end ORDER BY key ASC, Id ASC [LIMIT n]`.
 
-    Names are checked against the identifier grammar and the only value is a datetime
-    literal, so nothing from a record or a setting can change the statement's meaning.
+    Names are checked against the identifier grammar and the only values are datetime
+    literals, so nothing from a record or a setting can change the statement's meaning.
     """
     expressions = list(expressions)
     names = [sobject, *expressions, *([replication_key] if replication_key else [])]
@@ -159,8 +173,13 @@ def build_soql(
     if bad:
         raise SalesforceError(f"Not a Salesforce field or object name: {', '.join(map(repr, bad))}")
     words = ["SELECT", ", ".join(expressions), "FROM", sobject]
+    bounds = []
     if replication_key and start is not None:
-        words += ["WHERE", replication_key, ">=", soql.datetime_literal(start)]
+        bounds.append(f"{replication_key} >= {soql.datetime_literal(start)}")
+    if replication_key and end is not None:
+        bounds.append(f"{replication_key} <= {soql.datetime_literal(end)}")
+    if bounds:
+        words += ["WHERE", " AND ".join(bounds)]
     order = [replication_key, "Id"] if replication_key else ["Id"]
     words += ["ORDER BY", ", ".join(f"{name} ASC" for name in order)]
     if limit is not None:
@@ -168,13 +187,37 @@ def build_soql(
     return " ".join(words)
 
 
+class ReadCeiling:
+    """The newest modification stamp a run reads (see the module docstring), shared by its
+    streams: the first whole second after the first call, returned once it has passed.
+
+    So at most one wait (under a second) per run, and every row committed before a query
+    runs is at or below the ceiling.
+    """
+
+    def __init__(self, *, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 ) -> None:
+        self._now = now
+        self._value: dt.datetime | None = None
+
+    def __call__(self) -> dt.datetime:
+        if self._value is None:
+            now = self._now()
+            ceiling = now.replace(microsecond=0) + dt.timedelta(seconds=1)
+            client_module.sleep((ceiling - now).total_seconds())
+            self._value = ceiling
+        return self._value
+
+
 class SalesforceStream(Stream):
     """One CRM object, read incrementally by its modification stamp."""
 
-    def __init__(self, tap: Tap, plan: StreamPlan, client: SalesforceClient) -> None:
+    def __init__(self, tap: Tap, plan: StreamPlan, client: SalesforceClient,
+                 ceiling: ReadCeiling | None = None) -> None:
         super().__init__(tap=tap, schema=plan.schema, name=plan.name)
         self.plan = plan
         self.client = client
+        self.ceiling = ceiling or ReadCeiling()
         self.primary_keys = ["Id"]
         self.replication_key = plan.replication_key  # type-checked by the SDK setter
 
@@ -226,14 +269,19 @@ class SalesforceStream(Stream):
             start = max(start, floor_dt)
         return start
 
+    def get_replication_key_signpost(self, context: Context | None = None) -> dt.datetime | None:
+        """The run's read ceiling: no bookmark goes past it."""
+        return self.ceiling() if self.replication_key else None
+
     def get_records(self, context: Context | None) -> Iterable[Record]:
         """Rows from `queryAll` (REST) or, for a first sync with `use_bulk_api`, Bulk 2.0."""
         plan = self.selected_plan()
         limit = None if self.ABORT_AT_RECORD_COUNT is None else self.ABORT_AT_RECORD_COUNT + 1
         has_bookmark = self.get_context_state(context).get("replication_key_value") is not None
+        ceiling = self.get_replication_key_signpost(context)
         statement = build_soql(
             plan.sobject, plan.columns, replication_key=self.replication_key,
-            start=self.query_start(context), limit=limit,
+            start=self.query_start(context), end=ceiling, limit=limit,
         )
         use_bulk = bool(self.config.get("use_bulk_api")) and not has_bookmark and limit is None
         self.logger.info(
@@ -247,7 +295,8 @@ class SalesforceStream(Stream):
             else:
                 rows = self.client.query(statement, include_deleted=True)
                 records = (plan.record_from_rest(row) for row in rows)
-            yield from self._in_key_order(records)
+            yield from self._in_key_order(
+                records, None if ceiling is None else normalize_datetime(ceiling.isoformat()))
         except ApiError as error:
             if error.code == "INVALID_FIELD":
                 raise FieldAccessError(
@@ -257,13 +306,23 @@ class SalesforceStream(Stream):
                 ) from error
             raise
 
-    def _in_key_order(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Pass records through, refusing any that would move the bookmark backwards."""
+    def _in_key_order(
+        self, records: Iterable[dict[str, Any]], ceiling: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Pass records through, refusing any that would move the bookmark backwards.
+
+        A record stamped after `ceiling` changed while the query's pages were read: it is
+        left for the next run (see the module docstring) and counted.
+        """
         key = self.replication_key
         previous: str | None = None
+        deferred = 0
         for record in records:
             value = record.get(key) if key else None
             if value is not None:
+                if ceiling is not None and value > ceiling:
+                    deferred += 1
+                    continue
                 if previous is not None and value < previous:
                     raise InvalidStreamSortException(
                         f"Stream {self.name}: Salesforce returned {key} {value} after "
@@ -272,6 +331,11 @@ class SalesforceStream(Stream):
                     )
                 previous = value
             yield record
+        if deferred:
+            self.logger.info(
+                "%s: %d rows changed while this run read them; the next run reads them with "
+                "their new values (%s after %s)", self.name, deferred, key, ceiling,
+            )
 
 
 class BulkQuery:

@@ -34,7 +34,12 @@ from target_salesforce_crm.schema import (
     resolve_fields,
 )
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
-from target_salesforce_crm.streams import REPLICATION_KEYS, SalesforceStream, StreamPlan
+from target_salesforce_crm.streams import (
+    REPLICATION_KEYS,
+    ReadCeiling,
+    SalesforceStream,
+    StreamPlan,
+)
 
 DEFAULT_MAPPING_FILE = "transforms/crm-to-personalization.yml"
 DEFAULT_LOOKBACK_MINUTES = 5
@@ -135,13 +140,14 @@ class TapSalesforceCRM(Tap):
                 "use 0 or more."
             )
         catalog = self.input_catalog
+        ceiling = ReadCeiling()  # one for the run: its streams read up to the same moment
         streams: list[Stream] = []
         for spec in self.stream_specs():
             entry = catalog.get_stream(spec.name) if catalog is not None else None
             plan = plan_from_catalog(spec, entry) if entry is not None else self.describe_plan(
                 spec
             )
-            streams.append(SalesforceStream(self, plan, self.client))
+            streams.append(SalesforceStream(self, plan, self.client, ceiling))
         return streams
 
     def stream_specs(self) -> list[StreamSpec]:

@@ -11,6 +11,8 @@ import io
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -210,19 +212,65 @@ def test_lookback_rereads_the_window_before_the_bookmark_and_keeps_it(sandbox: A
     assert last_state(again)["bookmarks"]["contacts"]["replication_key_value"] == bookmark
 
 
-def test_pages_of_2000_are_followed(sandbox: Any) -> None:
-    sandbox.admin("POST", "records/Contact", json=[
-        {"LastName": f"P{i}", "Email": f"p{i}@example.com"} for i in range(2100)])
-    config = tap_config(sandbox)
+def contacts_only(config: dict[str, Any]) -> dict[str, Any]:
     catalog = TapSalesforceCRM(config=config).catalog_dict
     for entry in catalog["streams"]:
         for meta in entry["metadata"]:
             if meta["breadcrumb"] == []:
                 meta["metadata"]["selected"] = entry["tap_stream_id"] == "contacts"
+    return catalog
+
+
+def test_pages_of_2000_are_followed(sandbox: Any) -> None:
+    sandbox.admin("POST", "records/Contact", json=[
+        {"LastName": f"P{i}", "Email": f"p{i}@example.com"} for i in range(2100)])
+    config = tap_config(sandbox)
+    catalog = contacts_only(config)
     sandbox.clear_ledger()
     messages = sync(config, catalog=catalog)
     assert len(emitted(messages)["contacts"]) == 2100
     assert sandbox.ledger()["by_kind"]["rest_query"] == 2
+
+
+def test_rows_changed_between_pages_are_read_by_the_next_run(
+        sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CRM user edits contacts while the tap is between pages of its query.
+
+    The cursor fixed the order when the query ran; page 2 comes back with the edited row's
+    new, later stamp. The run completes without it, its bookmark stays below the edits, and
+    the next run reads both edited rows with their new values.
+    """
+    ids = seed(sandbox, "Contact", [{"LastName": f"P{i}", "Email": f"p{i}@example.com"}
+                                    for i in range(2100)])
+    early, late = ids[10], ids[2050]  # on page 1 and page 2 of the cursor
+    monkeypatch.setattr(client_module, "sleep", time.sleep)  # the read ceiling's real wait
+    config = tap_config(sandbox)
+    catalog = contacts_only(config)
+    crm = SalesforceClient(tap_config(sandbox))
+    query = SalesforceClient.query
+
+    def edited_after_page_one(self: SalesforceClient, soql: str,
+                              **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for number, row in enumerate(query(self, soql, **kwargs), start=1):
+            if number == 2000:  # page 1 read; page 2 not asked for yet
+                for contact in (early, late):
+                    crm.request("PATCH", f"{crm.rest_path}/sobjects/Contact/{contact}",
+                                kind="other", json={"Title": "Edited mid-read"})
+            yield row
+
+    monkeypatch.setattr(SalesforceClient, "query", edited_after_page_one)
+    first = sync(config, catalog=catalog)
+    monkeypatch.setattr(SalesforceClient, "query", query)
+
+    got = emitted(first)["contacts"]
+    assert set(got) == set(ids) - {late}
+    assert got[early]["Title"] is None  # read before the edit
+    bookmark = last_state(first)["bookmarks"]["contacts"]["replication_key_value"]
+    assert bookmark == stamp(T0 + 2100 * dt.timedelta(seconds=1))  # the last seeded row
+
+    second = emitted(sync(config, catalog=catalog, state=last_state(first)))["contacts"]
+    assert {early, late} <= set(second)
+    assert second[early]["Title"] == second[late]["Title"] == "Edited mid-read"
 
 
 def test_discovery_names_a_hidden_mapping_field_and_the_permission(sandbox: Any) -> None:

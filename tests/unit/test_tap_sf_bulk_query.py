@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests_mock as rm
+from target_salesforce_crm import client as client_module
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import SalesforceError
 from target_salesforce_crm.streams import BulkQuery
@@ -53,7 +54,8 @@ def bulk_job(mock: rm.Mocker, *, states: list[str], pages: list[tuple[str, str]]
 
 
 @pytest.fixture
-def org(requests_mock: rm.Mocker) -> rm.Mocker:
+def org(requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> rm.Mocker:
+    monkeypatch.setattr(client_module, "sleep", lambda seconds: None)  # the read ceiling's wait
     return mock_describes(requests_mock)
 
 
@@ -69,7 +71,9 @@ def test_first_sync_with_bulk_reads_every_csv_page_typed(org: rm.Mocker) -> None
     created = json.loads(next(r for r in org.request_history if r.method == "POST").body)
     assert created["operation"] == "queryAll"  # deleted rows too
     assert created["contentType"] == "CSV"
-    assert created["query"].endswith("FROM Contact ORDER BY SystemModstamp ASC, Id ASC")
+    # A first sync: no lower bound, only the run's read ceiling.
+    assert re.search(r"FROM Contact WHERE SystemModstamp <= \S+Z ORDER BY SystemModstamp ASC, "
+                     r"Id ASC$", created["query"]), created["query"]
     got = records(messages, "contacts")
     assert got[0] == {"Id": "003A", "Email": "a@x.com", "IsDeleted": False,
                       "Title": 'Chief, "Data" Officer', "Department": "Line one\nline two",

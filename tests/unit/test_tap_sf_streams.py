@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -12,8 +13,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests_mock as rm
+from target_salesforce_crm import client as client_module
 from target_salesforce_crm.schema import FieldAccessError
-from target_salesforce_crm.streams import build_soql
+from target_salesforce_crm.streams import ReadCeiling, build_soql
 from target_salesforce_crm.tap import TapSalesforceCRM
 
 INSTANCE = "https://org.example.com"
@@ -60,7 +62,8 @@ def mock_describes(mock: rm.Mocker) -> rm.Mocker:
 
 
 @pytest.fixture
-def org(requests_mock: rm.Mocker) -> rm.Mocker:
+def org(requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> rm.Mocker:
+    monkeypatch.setattr(client_module, "sleep", lambda seconds: None)  # the read ceiling's wait
     return mock_describes(requests_mock)
 
 
@@ -112,8 +115,6 @@ def test_soql_without_bookmark_reads_everything_in_key_order() -> None:
 
 
 def test_soql_with_start_uses_inclusive_unquoted_datetime_literal() -> None:
-    import datetime as dt
-
     start = dt.datetime(2024, 3, 1, 10, 30, 15, 999000, tzinfo=dt.UTC)
     statement = build_soql("CampaignMember", ["Id", "Campaign.Name"],
                            replication_key="SystemModstamp", start=start, limit=2)
@@ -121,6 +122,29 @@ def test_soql_with_start_uses_inclusive_unquoted_datetime_literal() -> None:
         "SELECT Id, Campaign.Name FROM CampaignMember WHERE SystemModstamp >= "
         "2024-03-01T10:30:15Z ORDER BY SystemModstamp ASC, Id ASC LIMIT 2"
     )
+
+
+def test_soql_with_a_ceiling_bounds_the_key_from_above() -> None:
+    statement = build_soql("Contact", ["Id"], replication_key="SystemModstamp",
+                           start=dt.datetime(2024, 3, 1, 10, 0, 0, tzinfo=dt.UTC),
+                           end=dt.datetime(2024, 3, 2, 8, 15, 7, tzinfo=dt.UTC))
+    assert statement == (
+        "SELECT Id FROM Contact WHERE SystemModstamp >= 2024-03-01T10:00:00Z AND "
+        "SystemModstamp <= 2024-03-02T08:15:07Z ORDER BY SystemModstamp ASC, Id ASC"
+    )
+
+
+def test_read_ceiling_is_the_next_whole_second_once_it_has_passed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+    monkeypatch.setattr(client_module, "sleep", waited.append)
+    moments = iter([dt.datetime(2024, 3, 2, 8, 15, 7, 250_000, tzinfo=dt.UTC),
+                    dt.datetime(2024, 3, 2, 9, 0, 0, tzinfo=dt.UTC)])
+    ceiling = ReadCeiling(now=lambda: next(moments))
+
+    assert ceiling() == dt.datetime(2024, 3, 2, 8, 15, 8, tzinfo=dt.UTC)
+    assert ceiling() == dt.datetime(2024, 3, 2, 8, 15, 8, tzinfo=dt.UTC)  # one per run
+    assert waited == [0.75]
 
 
 def test_soql_refuses_names_that_are_not_identifiers() -> None:
@@ -220,10 +244,16 @@ CONTACT_ROWS = [
 
 def test_first_sync_reads_all_with_queryall_and_bookmarks_the_last_stamp(org: rm.Mocker) -> None:
     answer_queries(org, {"Contact": CONTACT_ROWS})
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     messages = run_sync(only(TapSalesforceCRM(config=config()), "contacts"))
+    after = dt.datetime.now(dt.UTC)
     (statement,) = queries(org)
-    assert " WHERE " not in statement
-    assert statement.endswith("FROM Contact ORDER BY SystemModstamp ASC, Id ASC")
+    # No lower bound on a first sync; the upper bound is the second after the sync began.
+    ceiling = re.search(r"FROM Contact WHERE SystemModstamp <= (\S+) ORDER BY SystemModstamp "
+                        r"ASC, Id ASC$", statement)
+    assert ceiling is not None, statement
+    assert before < dt.datetime.fromisoformat(ceiling.group(1)) <= \
+        after.replace(microsecond=0) + dt.timedelta(seconds=1)
     got = records(messages, "contacts")
     assert [r["Id"] for r in got] == ["003A", "003B"]
     assert got[1]["IsDeleted"] is True  # deletions are emitted, not dropped
@@ -240,7 +270,8 @@ def test_incremental_sync_starts_at_bookmark_minus_lookback(org: rm.Mocker) -> N
     tap = TapSalesforceCRM(config=config(lookback_minutes=10), state=state)
     messages = run_sync(only(tap, "contacts"))
     (statement,) = queries(org)
-    assert "WHERE SystemModstamp >= 2024-05-02T11:20:00Z ORDER BY" in statement
+    assert re.search(r"WHERE SystemModstamp >= 2024-05-02T11:20:00Z AND SystemModstamp <= "
+                     r"\S+Z ORDER BY", statement), statement
     assert [r["Id"] for r in records(messages, "contacts")] == ["003B"]
     bookmark = final_state(messages)["bookmarks"]["contacts"]["replication_key_value"]
     assert bookmark == "2024-05-02T11:30:00.250Z"
@@ -312,6 +343,19 @@ def test_campaign_members_carry_the_campaign_name_nested(org: rm.Mocker) -> None
     assert got[0]["Campaign"] == {"Name": "Spring Webinar 2026"}
     assert got[1]["Campaign"] is None
     assert got[1]["IsDeleted"] is True
+
+
+def test_a_row_changed_while_being_read_is_left_for_the_next_run(org: rm.Mocker) -> None:
+    # The cursor ordered 003A first; it was changed before its page was read, so it comes
+    # back with a stamp after this run's ceiling, ahead of 003B.
+    changed = {**CONTACT_ROWS[0], "Title": "CEO", "SystemModstamp": "2999-01-01T00:00:00.000+0000"}
+    answer_queries(org, {"Contact": [changed, CONTACT_ROWS[1]]})
+
+    messages = run_sync(only(TapSalesforceCRM(config=config()), "contacts"))
+
+    assert [r["Id"] for r in records(messages, "contacts")] == ["003B"]
+    bookmark = final_state(messages)["bookmarks"]["contacts"]["replication_key_value"]
+    assert bookmark == "2024-05-02T11:30:00.250Z"  # the next run starts below 003A's change
 
 
 def test_rows_out_of_key_order_stop_the_stream(org: rm.Mocker) -> None:
