@@ -195,9 +195,8 @@ class ReadCeiling:
     runs is at or below the ceiling.
     """
 
-    def __init__(self, *, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-                 ) -> None:
-        self._now = now
+    def __init__(self, *, now: Callable[[], dt.datetime] | None = None) -> None:
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._value: dt.datetime | None = None
 
     def __call__(self) -> dt.datetime:
