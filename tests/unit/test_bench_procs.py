@@ -24,20 +24,37 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_a_profiler_that_cannot_start_stops_the_profiled_plugins(tmp_path: Path) -> None:
-    pids: list[int] = []
+def _running_with(marker: str) -> list[str]:
+    """Command lines of live processes that contain `marker` (Popen returns after exec)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended while we looked
+            continue
+        if marker in args:
+            found.append(args)
+    return found
 
-    def missing_sampler(pid: int, out: Path) -> list[str]:
-        pids.append(pid)
-        raise FileNotFoundError("py-spy is missing")
+
+def test_a_profiler_that_cannot_start_stops_the_profiled_plugins(tmp_path: Path) -> None:
+    plugins_seen: list[int] = []
+    marker = f"sampler-{tmp_path.name}"
+
+    def second_sampler_missing(pid: int, out: Path) -> list[str]:
+        plugins_seen.append(pid)
+        if len(plugins_seen) == 2:
+            raise FileNotFoundError("py-spy is missing")
+        return [sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"]
 
     with pytest.raises(FileNotFoundError, match="py-spy is missing"):
         procs.profiled([SLEEPER, SLEEPER], logs=[tmp_path / "a.log", tmp_path / "b.log"],
                        samples=[tmp_path / "a.txt", tmp_path / "b.txt"],
-                       sampler=missing_sampler)
+                       sampler=second_sampler_missing)
 
-    assert len(pids) == 1  # the first sampler failed; both plugins had been started
-    assert _gone(pids[0])
+    assert len(plugins_seen) == 2  # both plugins were started before the second sampler
+    assert all(_gone(pid) for pid in plugins_seen)
+    assert _running_with(marker) == []  # nor is the first sampler left behind
 
 
 def test_profile_without_py_spy_is_refused_before_anything_runs(
