@@ -21,13 +21,13 @@ from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
 from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.report import RejectThresholdError
+from target_salesforce_crm.run import RunSettings, SyncRun
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.sinks import (
     CONNECTION_TEST_STREAM,
     DEFAULT_BATCH_SIZE_ROWS,
     IgnoredSink,
     MappedSink,
-    SyncRun,
 )
 
 DEFAULT_MAPPING_FILE = "transforms/personalization-to-crm.yml"
@@ -170,7 +170,24 @@ class TargetSalesforceCRM(Target):
         self.max_parallelism = 1
         self.mapping = load_mapping(str(self.setting("mapping_file")))
         self.output_dir = Path(str(self.setting("output_dir")))
-        self.run = SyncRun(self)
+        self.run = SyncRun(
+            self.mapping, self.run_settings(), logger=self.logger,
+            connect=self.create_client, bulk_for=self.create_bulk,
+        )
+
+    def run_settings(self) -> RunSettings:
+        return RunSettings(
+            output_dir=self.output_dir,
+            fingerprint_db=Path(str(self.setting("fingerprint_db"))),
+            lookup_batch_size=int(self.setting("lookup_batch_size")),
+            bulk_batch_size=int(self.setting("bulk_batch_size")),
+            max_api_share=float(self.setting("max_api_share")),
+            max_record_retries=int(self.setting("max_record_retries")),
+            retry_backoff=float(self.setting("retry_backoff")),
+            poll_max=float(self.setting("poll_max")),
+            dry_run=bool(self.setting("dry_run")),
+            full_refresh=bool(self.setting("full_refresh")),
+        )
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Number settings from environment variables first become numbers.

@@ -14,14 +14,9 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 from target_salesforce_crm.outcomes import OutcomeFiles, Reject, SourceRef
 from target_salesforce_crm.report import RunReport, reject_allowance
-from target_salesforce_crm.sinks import (
-    IgnoredSink,
-    MappedSink,
-    RecordingValidator,
-    compiled_check,
-    plain_record,
-)
+from target_salesforce_crm.sinks import IgnoredSink, MappedSink
 from target_salesforce_crm.target import TargetConfigError, TargetSalesforceCRM
+from target_salesforce_crm.validation import RecordingValidator, compiled_check, plain_record
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "transforms" / "personalization-to-crm.yml"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from target_salesforce_crm.auth import Session
+from target_salesforce_crm.changes import fingerprint_fields
 from target_salesforce_crm.errors import TransientError
 from target_salesforce_crm.fingerprints import fields_hash
 from target_salesforce_crm.outcomes import SourceRef
@@ -486,7 +487,7 @@ def test_a_record_is_counted_once_all_its_writes_are_answered_worst_outcome_firs
     [reject] = [json.loads(line) for line in run.outcomes.rejects_path.read_text().splitlines()]
     assert (reject["key"], reject["crm_id"], reject["stage"]) == ("u-1", "003B", "salesforce")
     stored = run.fingerprints.lookup("https://org.example.test", "Contact",
-                                     fields_hash(run._fingerprint_fields(contact)),
+                                     fields_hash(fingerprint_fields(contact)),
                                      ["003A", "003B"])
     assert list(stored) == ["003A"]  # only what a batch result confirmed written
 
