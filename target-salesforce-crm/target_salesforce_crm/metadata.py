@@ -45,7 +45,7 @@ from crm_sync_mapping import (
     locate,
 )
 
-from target_salesforce_crm.tap import CORE_FIELDS, SEGMENT_OBJECT
+from target_salesforce_crm.tap.tap import CORE_FIELDS, SEGMENT_OBJECT
 
 NAMESPACE = "http://soap.sforce.com/2006/04/metadata"
 DEFAULT_PERMISSION_SET = "Personalization_CRM_Sync"

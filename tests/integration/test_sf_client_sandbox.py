@@ -13,9 +13,9 @@ import pytest
 from emulators import defaults
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm import soql
-from target_salesforce_crm.bulk import BulkClient
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import AuthenticationError
+from target_salesforce_crm.target.bulk import BulkClient
 
 pytestmark = pytest.mark.integration
 

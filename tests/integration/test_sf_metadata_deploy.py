@@ -22,8 +22,8 @@ from crm_sync_mapping import load_forward_mapping
 from emulators import defaults
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.metadata import main as generate
-from target_salesforce_crm.preflight import PERMISSION_SET, PreflightError, check_objects
-from target_salesforce_crm.target import TargetSalesforceCRM
+from target_salesforce_crm.target.preflight import PERMISSION_SET, PreflightError, check_objects
+from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ import pytest
 from emulators import defaults
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm.client import SalesforceClient
-from target_salesforce_crm.schema import FieldAccessError
-from target_salesforce_crm.tap import TapSalesforceCRM
+from target_salesforce_crm.tap.schema import FieldAccessError
+from target_salesforce_crm.tap.tap import TapSalesforceCRM
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from target_salesforce_crm import client as client_module
-from target_salesforce_crm import streams
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import SalesforceError
-from target_salesforce_crm.streams import BulkQuery
-from target_salesforce_crm.tap import TapSalesforceCRM
+from target_salesforce_crm.tap import streams
+from target_salesforce_crm.tap.streams import BulkQuery
+from target_salesforce_crm.tap.tap import TapSalesforceCRM
 
 from .test_tap_salesforce_crm import (
     SOBJECTS,

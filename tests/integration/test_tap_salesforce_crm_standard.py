@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from emulators.salesforce.store import SalesforceStore
 from singer_sdk.testing import TapTestRunner, get_tap_test_class
-from target_salesforce_crm.tap import TapSalesforceCRM
+from target_salesforce_crm.tap.tap import TapSalesforceCRM
 
 from .test_tap_salesforce_crm import EXTRA_FIELDS, MAPPING, seed_crm, tap_config
 

@@ -28,9 +28,9 @@ from support.target_salesforce_crm import (
     singer,
 )
 from target_salesforce_crm.errors import AuthenticationError
-from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
-from target_salesforce_crm.report import RejectThresholdError
-from target_salesforce_crm.target import TargetSalesforceCRM
+from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
+from target_salesforce_crm.target.report import RejectThresholdError
+from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 pytestmark = pytest.mark.integration
 
@@ -571,7 +571,7 @@ def test_revoked_credentials_end_the_run_with_the_actionable_message(
 
     done = subprocess.run(
         [sys.executable, "-c",
-         "from target_salesforce_crm.target import TargetSalesforceCRM; "
+         "from target_salesforce_crm.target.target import TargetSalesforceCRM; "
          "TargetSalesforceCRM.cli()",
          "--config", str(tmp_path / "config.json"), "--input", str(tmp_path / "input.jsonl")],
         capture_output=True, text=True, timeout=120, check=False,

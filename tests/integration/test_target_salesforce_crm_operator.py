@@ -264,7 +264,7 @@ def cli_test(sf: Any, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     config_file.write_text(json.dumps(config(sf, tmp_path)))
     return subprocess.run(
         [sys.executable, "-c",
-         "from target_salesforce_crm.target import TargetSalesforceCRM; "
+         "from target_salesforce_crm.target.target import TargetSalesforceCRM; "
          "TargetSalesforceCRM.cli()", "--config", str(config_file), "--test"],
         # Input it must not read: a line that is not a Singer message would fail a run.
         input="this is not a singer message\n",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emulators import defaults
-from target_salesforce_crm.target import TargetSalesforceCRM
+from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MAPPING = ROOT / "transforms" / "personalization-to-crm.yml"

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from target_salesforce_crm import bulk, client
-from target_salesforce_crm.bulk import BatchTooLarge, BulkClient, BulkTimeout
+from target_salesforce_crm import client
 from target_salesforce_crm.client import SalesforceClient
+from target_salesforce_crm.target import bulk
+from target_salesforce_crm.target.bulk import BatchTooLarge, BulkClient, BulkTimeout
 
 AUTH_URL = "https://login.example.test"
 INSTANCE = "https://org.my.example.test"

@@ -12,8 +12,8 @@ import requests_mock as rm
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import SalesforceError
-from target_salesforce_crm.streams import BulkQuery
-from target_salesforce_crm.tap import TapSalesforceCRM
+from target_salesforce_crm.tap.streams import BulkQuery
+from target_salesforce_crm.tap.tap import TapSalesforceCRM
 
 from .test_tap_sf_streams import (
     INSTANCE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from target_salesforce_crm.schema import (
+from target_salesforce_crm.tap.schema import (
     FieldAccessError,
     columns_of,
     datetime_columns,

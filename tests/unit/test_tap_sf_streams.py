@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests_mock as rm
 from target_salesforce_crm import client as client_module
-from target_salesforce_crm.schema import FieldAccessError
-from target_salesforce_crm.streams import ReadCeiling, build_soql
-from target_salesforce_crm.tap import TapSalesforceCRM
+from target_salesforce_crm.tap.schema import FieldAccessError
+from target_salesforce_crm.tap.streams import ReadCeiling, build_soql
+from target_salesforce_crm.tap.tap import TapSalesforceCRM
 
 INSTANCE = "https://org.example.com"
 REST = f"{INSTANCE}/services/data/v59.0"

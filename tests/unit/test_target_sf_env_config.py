@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
-from target_salesforce_crm.target import TargetSalesforceCRM
+from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from crm_sync_mapping.model import FuzzyRule, MatchRule, ObjectMapping
-from target_salesforce_crm.matching import Candidate, ObjectMatcher, normalize_domain
-from target_salesforce_crm.outcomes import SourceRef
+from target_salesforce_crm.target.matching import Candidate, ObjectMatcher, normalize_domain
+from target_salesforce_crm.target.outcomes import SourceRef
 
 CONTACT_DESCRIBE = {"fields": [
     {"name": "Id", "type": "id", "length": 18},

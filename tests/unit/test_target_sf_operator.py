@@ -10,17 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from target_salesforce_crm.changes import field_changes, same_value
-from target_salesforce_crm.fingerprints import (
+from target_salesforce_crm.target.changes import field_changes, same_value
+from target_salesforce_crm.target.fingerprints import (
     FingerprintStore,
     FingerprintStoreError,
     fields_hash,
     values_hash,
 )
-from target_salesforce_crm.outcomes import SourceRef
-from target_salesforce_crm.report import ObjectStats, RunReport
-from target_salesforce_crm.target import TargetSalesforceCRM
-from target_salesforce_crm.writer import DryRunWriter, WriteItem, WriteOutcome
+from target_salesforce_crm.target.outcomes import SourceRef
+from target_salesforce_crm.target.report import ObjectStats, RunReport
+from target_salesforce_crm.target.target import TargetSalesforceCRM
+from target_salesforce_crm.target.writer import DryRunWriter, WriteItem, WriteOutcome
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "transforms" / "personalization-to-crm.yml"
@@ -158,7 +158,8 @@ def test_new_settings_defaults(tmp_path: Path) -> None:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from target_salesforce_crm.target import TargetSalesforceCRM; "
+        [sys.executable, "-c",
+         "from target_salesforce_crm.target.target import TargetSalesforceCRM; "
          "TargetSalesforceCRM.cli()", *args],
         capture_output=True, text=True, timeout=120, check=False, cwd=cwd, stdin=subprocess.DEVNULL,
     )

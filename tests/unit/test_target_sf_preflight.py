@@ -10,7 +10,7 @@ import pytest
 from crm_sync_mapping.conversions import Conversion
 from crm_sync_mapping.model import FieldMapping, MatchRule, ObjectMapping, WriteMode
 from target_salesforce_crm.errors import ApiError
-from target_salesforce_crm.preflight import (
+from target_salesforce_crm.target.preflight import (
     ApiBudget,
     ApiBudgetError,
     PreflightError,

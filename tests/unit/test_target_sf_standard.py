@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from singer_sdk.testing import get_target_test_class
-from target_salesforce_crm.target import TargetSalesforceCRM
+from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
-from target_salesforce_crm.outcomes import OutcomeFiles, Reject, SourceRef
-from target_salesforce_crm.report import RunReport, reject_allowance
-from target_salesforce_crm.sinks import IgnoredSink, MappedSink
-from target_salesforce_crm.target import TargetConfigError, TargetSalesforceCRM
-from target_salesforce_crm.validation import RecordingValidator, compiled_check, plain_record
+from target_salesforce_crm.target.outcomes import OutcomeFiles, Reject, SourceRef
+from target_salesforce_crm.target.report import RunReport, reject_allowance
+from target_salesforce_crm.target.sinks import IgnoredSink, MappedSink
+from target_salesforce_crm.target.target import TargetConfigError, TargetSalesforceCRM
+from target_salesforce_crm.target.validation import RecordingValidator, compiled_check, plain_record
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "transforms" / "personalization-to-crm.yml"
@@ -84,7 +84,7 @@ def test_cli_prints_one_line_for_a_bad_mapping(tmp_path: Path) -> None:
                                           client_secret="do-not-print-me")))
 
     done = subprocess.run(
-        [sys.executable, "-c", "from target_salesforce_crm.target import "
+        [sys.executable, "-c", "from target_salesforce_crm.target.target import "
          "TargetSalesforceCRM; TargetSalesforceCRM.cli()", "--config", str(config)],
         input="", capture_output=True, text=True, timeout=120, check=False)
 

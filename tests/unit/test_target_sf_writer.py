@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from target_salesforce_crm.auth import Session
-from target_salesforce_crm.changes import fingerprint_fields
 from target_salesforce_crm.errors import TransientError
-from target_salesforce_crm.fingerprints import fields_hash
-from target_salesforce_crm.outcomes import SourceRef
-from target_salesforce_crm.target import TargetSalesforceCRM
-from target_salesforce_crm.writer import BulkWriter, WriteItem, WriteOutcome
+from target_salesforce_crm.target.changes import fingerprint_fields
+from target_salesforce_crm.target.fingerprints import fields_hash
+from target_salesforce_crm.target.outcomes import SourceRef
+from target_salesforce_crm.target.target import TargetSalesforceCRM
+from target_salesforce_crm.target.writer import BulkWriter, WriteItem, WriteOutcome
 
 MAPPING = Path(__file__).resolve().parents[2] / "transforms" / "personalization-to-crm.yml"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from target_salesforce_crm.matching import MatchResult
-from target_salesforce_crm.outcomes import (
+from target_salesforce_crm.target.matching import MatchResult
+from target_salesforce_crm.target.outcomes import (
     AMBIGUOUS_MATCH,
     STAGE_MATCH,
     STAGE_SALESFORCE,
@@ -22,8 +22,8 @@ from target_salesforce_crm.outcomes import (
     Reject,
     SourceRef,
 )
-from target_salesforce_crm.report import ObjectStats, RunReport
-from target_salesforce_crm.writer import WriteItem, WriteOutcome
+from target_salesforce_crm.target.report import ObjectStats, RunReport
+from target_salesforce_crm.target.writer import WriteItem, WriteOutcome
 
 # Which outcome a record gets when its CRM records fared differently (rejected beats all).
 _STATUS_RANK = {"unchanged": 0, "updated": 1, "created": 2}

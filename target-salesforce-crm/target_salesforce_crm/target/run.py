@@ -24,22 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from target_salesforce_crm.changes import ChangeCheck
 from target_salesforce_crm.errors import one_line
-from target_salesforce_crm.fingerprints import FingerprintStore
-from target_salesforce_crm.ledger import OutcomeLedger
-from target_salesforce_crm.matching import ObjectMatcher
-from target_salesforce_crm.outcomes import OutcomeFiles
-from target_salesforce_crm.preflight import (
+from target_salesforce_crm.target.changes import ChangeCheck
+from target_salesforce_crm.target.fingerprints import FingerprintStore
+from target_salesforce_crm.target.ledger import OutcomeLedger
+from target_salesforce_crm.target.matching import ObjectMatcher
+from target_salesforce_crm.target.outcomes import OutcomeFiles
+from target_salesforce_crm.target.preflight import (
     ApiBudget,
     ValueChecker,
     check_objects,
     estimate_calls,
 )
-from target_salesforce_crm.report import RejectThresholdError, RunReport, reject_allowance
-from target_salesforce_crm.validation import Pending, schema_valid
-from target_salesforce_crm.verdicts import ObjectWrites, Verdicts
-from target_salesforce_crm.writer import BulkWriter, DryRunWriter, WriteItem, WriteOutcome
+from target_salesforce_crm.target.report import RejectThresholdError, RunReport, reject_allowance
+from target_salesforce_crm.target.validation import Pending, schema_valid
+from target_salesforce_crm.target.verdicts import ObjectWrites, Verdicts
+from target_salesforce_crm.target.writer import BulkWriter, DryRunWriter, WriteItem, WriteOutcome
 
 PROGRESS_SECONDS = 15.0
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_salesforce_crm.changes import ChangeCheck
-from target_salesforce_crm.ledger import OutcomeLedger
-from target_salesforce_crm.matching import Candidate, MatchResult
-from target_salesforce_crm.outcomes import (
+from target_salesforce_crm.target.changes import ChangeCheck
+from target_salesforce_crm.target.ledger import OutcomeLedger
+from target_salesforce_crm.target.matching import Candidate, MatchResult
+from target_salesforce_crm.target.outcomes import (
     INVALID_VALUE,
     MISSING_EXTERNAL_ID,
     MISSING_KEY,
@@ -26,10 +26,10 @@ from target_salesforce_crm.outcomes import (
     Reject,
     SourceRef,
 )
-from target_salesforce_crm.preflight import ValueChecker
-from target_salesforce_crm.report import ObjectStats
-from target_salesforce_crm.validation import Pending
-from target_salesforce_crm.writer import WriteItem
+from target_salesforce_crm.target.preflight import ValueChecker
+from target_salesforce_crm.target.report import ObjectStats
+from target_salesforce_crm.target.validation import Pending
+from target_salesforce_crm.target.writer import WriteItem
 
 
 @dataclass

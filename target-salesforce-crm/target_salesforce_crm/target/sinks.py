@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import JSONSchemaValidator
 
-from target_salesforce_crm.validation import (
+from target_salesforce_crm.target.validation import (
     Pending,
     RecordingValidator,
     plain_record,
@@ -20,7 +20,7 @@ from target_salesforce_crm.validation import (
 )
 
 if TYPE_CHECKING:
-    from target_salesforce_crm.run import SyncRun
+    from target_salesforce_crm.target.run import SyncRun
 
 # Records per drain. Drains no longer decide batch sizes (the writer sends full batches
 # across drains), so this only bounds the records held at once; a multiple of the 1,000-

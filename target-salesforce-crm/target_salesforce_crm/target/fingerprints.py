@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from target_salesforce_crm.writer import json_ready
+from target_salesforce_crm.target.writer import json_ready
 
 DEFAULT_FINGERPRINT_DB = ".cache/fingerprints/target-salesforce-crm.sqlite"
 # Ids per look-up statement (one drain chunk of look-ups at most).

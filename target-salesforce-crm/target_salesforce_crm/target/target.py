@@ -18,12 +18,12 @@ from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.errors import SalesforceError, one_line
-from target_salesforce_crm.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
-from target_salesforce_crm.preflight import ApiBudgetError, PreflightError
-from target_salesforce_crm.report import RejectThresholdError
-from target_salesforce_crm.run import RunSettings, SyncRun
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
-from target_salesforce_crm.sinks import (
+from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
+from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
+from target_salesforce_crm.target.report import RejectThresholdError
+from target_salesforce_crm.target.run import RunSettings, SyncRun
+from target_salesforce_crm.target.sinks import (
     CONNECTION_TEST_STREAM,
     DEFAULT_BATCH_SIZE_ROWS,
     IgnoredSink,
@@ -222,7 +222,7 @@ class TargetSalesforceCRM(Target):
         return SalesforceClient(dict(self.config), logger=self.logger, plugin_name=self.name)
 
     def create_bulk(self, client: Any) -> Any:
-        from target_salesforce_crm.bulk import BulkClient
+        from target_salesforce_crm.target.bulk import BulkClient
 
         return BulkClient(
             client,

@@ -26,7 +26,7 @@ from crm_sync_mapping.paths import parse_path
 from rapidfuzz import fuzz, process
 
 from target_salesforce_crm import soql
-from target_salesforce_crm.outcomes import SourceRef
+from target_salesforce_crm.target.outcomes import SourceRef
 
 MatchStatus = Literal["matched", "unmatched", "ambiguous"]
 

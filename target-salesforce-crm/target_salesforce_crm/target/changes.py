@@ -17,9 +17,9 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from target_salesforce_crm.fingerprints import FingerprintStore, fields_hash, values_hash
-from target_salesforce_crm.report import ObjectStats
-from target_salesforce_crm.writer import WriteItem, WriteOutcome, json_ready, merge_items
+from target_salesforce_crm.target.fingerprints import FingerprintStore, fields_hash, values_hash
+from target_salesforce_crm.target.report import ObjectStats
+from target_salesforce_crm.target.writer import WriteItem, WriteOutcome, json_ready, merge_items
 
 # Dry run: records per object whose field-level changes the report shows.
 SAMPLE_SIZE = 5

@@ -19,10 +19,10 @@ from crm_sync_mapping.paths import parse_path
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks.core import JSONSchemaValidator
 
-from target_salesforce_crm.outcomes import INVALID_RECORD, STAGE_INPUT, Reject, SourceRef
+from target_salesforce_crm.target.outcomes import INVALID_RECORD, STAGE_INPUT, Reject, SourceRef
 
 if TYPE_CHECKING:
-    from target_salesforce_crm.ledger import OutcomeLedger
+    from target_salesforce_crm.target.ledger import OutcomeLedger
 
 # Schema keywords only jsonschema handles as singer-sdk means them (see `compiled_check`).
 _JSONSCHEMA_ONLY = (

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from target_salesforce_crm.errors import SalesforceError, TransientError
-from target_salesforce_crm.outcomes import SourceRef
+from target_salesforce_crm.target.outcomes import SourceRef
 
 # `unchanged`: skipped by change detection, never handed to a writer.
 WriteStatus = Literal["updated", "created", "rejected", "unchanged"]

@@ -52,7 +52,7 @@ from singer_sdk.singerlib import Metadata
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm import soql
 from target_salesforce_crm.errors import ApiError, SalesforceError
-from target_salesforce_crm.schema import (
+from target_salesforce_crm.tap.schema import (
     FieldAccessError,
     datetime_columns,
     normalize_datetime,

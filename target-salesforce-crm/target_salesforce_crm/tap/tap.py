@@ -25,7 +25,8 @@ from singer_sdk.singerlib import Message, RecordMessage
 
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import ApiError, SalesforceError
-from target_salesforce_crm.schema import (
+from target_salesforce_crm.settings import CONNECTION_SETTINGS
+from target_salesforce_crm.tap.schema import (
     FieldAccessError,
     columns_of,
     fields_by_name,
@@ -33,8 +34,7 @@ from target_salesforce_crm.schema import (
     object_schema,
     resolve_fields,
 )
-from target_salesforce_crm.settings import CONNECTION_SETTINGS
-from target_salesforce_crm.streams import (
+from target_salesforce_crm.tap.streams import (
     REPLICATION_KEYS,
     ReadCeiling,
     SalesforceStream,
