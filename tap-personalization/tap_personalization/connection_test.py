@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from tap_personalization.client import PersonalizationClient
+from tap_personalization.api import PersonalizationClient
 from tap_personalization.delivery import destination_for
 
 

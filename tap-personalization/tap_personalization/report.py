@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tap_personalization.changes import UNMATCHED, Refusal
-from tap_personalization.client import PersonalizationError
+from tap_personalization.errors import PersonalizationError
 
 REPORT_JSON = "report.json"
 REPORT_MARKDOWN = "report.md"

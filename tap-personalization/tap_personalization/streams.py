@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import requests
 from singer_sdk.streams import Stream
 
-from tap_personalization.client import PersonalizationRequestError, PersonalizationStream
+from tap_personalization.client import PersonalizationStream
+from tap_personalization.errors import PersonalizationRequestError
 from tap_personalization.schemas import (
     ACCOUNT_FIELDS,
     ACCOUNTS_SCHEMA,

@@ -34,6 +34,7 @@ from typing import IO, Any
 import requests
 from crm_sync_mapping import ReverseMapping
 
+from tap_personalization.api import PersonalizationClient
 from tap_personalization.changes import (
     API_REJECTED,
     INVALID_RECORD,
@@ -54,8 +55,8 @@ from tap_personalization.changes import (
     record_key,
     value_text,
 )
-from tap_personalization.client import PersonalizationClient, PersonalizationError
 from tap_personalization.delivery import Destination, destination_for
+from tap_personalization.errors import PersonalizationError
 from tap_personalization.events import EventOutcome, EventSender, UserEvent
 from tap_personalization.feeds import (
     ACCOUNT_FEED,

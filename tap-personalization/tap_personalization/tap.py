@@ -20,12 +20,12 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import Message, RecordMessage
 
-from tap_personalization.client import (
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import PersonalizationError
+from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
-    PersonalizationClient,
-    PersonalizationError,
     config_problems,
 )
 from tap_personalization.streams import (

@@ -25,15 +25,15 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
 
 from tap_personalization.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
-from tap_personalization.client import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_REQUEST_TIMEOUT,
-    PersonalizationError,
-    config_problems,
-)
 from tap_personalization.connection_test import check_connection
 from tap_personalization.delivery import DEFAULT_SFTP_PATH, DEFAULT_SFTP_PORT, destination_problems
+from tap_personalization.errors import PersonalizationError
 from tap_personalization.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from tap_personalization.settings import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_REQUEST_TIMEOUT,
+    config_problems,
+)
 from tap_personalization.sinks import IgnoredSink, MappedSink
 from tap_personalization.sync import (
     DEFAULT_PAGE_SIZE,

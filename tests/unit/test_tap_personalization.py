@@ -22,19 +22,18 @@ import requests
 import requests_mock as rm
 from click.testing import CliRunner
 from singer_sdk.exceptions import ConfigValidationError
-from tap_personalization.client import (
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import (
     EventRejectedError,
     PersonalizationAuthError,
-    PersonalizationClient,
     PersonalizationConfigError,
     PersonalizationRequestError,
     PersonalizationTLSError,
     PersonalizationUnavailableError,
-    base_url_from_config,
-    retry_after_seconds,
-    wait_before_retry,
 )
+from tap_personalization.retry import retry_after_seconds, wait_before_retry
 from tap_personalization.schemas import USER_FIELDS, attribute_map, date_time, normalize_row
+from tap_personalization.settings import base_url_from_config
 from tap_personalization.tap import TapPersonalization
 
 BASE = "https://acme.us-5.evergage.com"

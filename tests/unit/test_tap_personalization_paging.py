@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests_mock as rm
 from singer_sdk import Stream
-from tap_personalization.client import (
+from tap_personalization.errors import (
     PersonalizationRequestError,
     PersonalizationUnavailableError,
 )
