@@ -1,11 +1,16 @@
 """The errors of the Personalization client: each message is a complete, actionable sentence.
 
 Both plugins raise these (the streams, `PersonalizationClient`, the target's delivery and
-report), and the CLI prints only the message. `request_label` names a request in them: its
-method and path, never the token (which is in a header).
+report), and their CLIs print only the message (`plain_errors`). `request_label` names a
+request in them: its method and path, never the token (which is in a header).
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 
 import requests
 from singer_sdk.exceptions import FatalAPIError
@@ -48,3 +53,13 @@ def request_label(request: requests.PreparedRequest | None) -> str:
     if request is None:
         return "request"
     return f"{request.method} {request.path_url}"
+
+
+@contextlib.contextmanager
+def plain_errors(logger: logging.Logger) -> Iterator[None]:
+    """End the process with the one-line explanation instead of a stack trace."""
+    try:
+        yield
+    except PersonalizationError as exc:
+        logger.error("%s", exc)
+        sys.exit(1)

@@ -27,7 +27,7 @@ from singer_sdk.target_base import Target
 from tap_personalization.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
 from tap_personalization.connection_test import check_connection
 from tap_personalization.delivery import DEFAULT_SFTP_PATH, DEFAULT_SFTP_PORT, destination_problems
-from tap_personalization.errors import PersonalizationError
+from tap_personalization.errors import PersonalizationError, plain_errors
 from tap_personalization.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
@@ -42,7 +42,6 @@ from tap_personalization.sync import (
     EVENT_API,
     SyncRun,
 )
-from tap_personalization.tap import plain_errors
 
 DEFAULT_MAPPING_FILE = "transforms/crm-to-personalization.yml"
 DEFAULT_OUTPUT_DIR = "output/target-personalization"
