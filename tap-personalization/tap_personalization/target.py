@@ -200,7 +200,6 @@ class TargetPersonalization(Target):
             mapping = ReverseMapping(Path(str(config.get("mapping_file"))), ())
         # Sinks share one run (writers, index, report); their records come one at a time.
         self.max_parallelism = 1
-        self.mapping = mapping
         self.run = SyncRun(config, mapping, identity_attributes, logger=self.logger)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
