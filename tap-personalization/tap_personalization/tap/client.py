@@ -24,7 +24,6 @@ from singer_sdk.streams import RESTStream
 from tap_personalization.api import check_response, export_page_rows, export_path
 from tap_personalization.auth import CAN_ACCESS_API, token_authenticator
 from tap_personalization.errors import PersonalizationRequestError, request_label
-from tap_personalization.prefetch import Prefetch
 from tap_personalization.retry import log_retry, retry_waits, with_retries
 from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
@@ -33,6 +32,7 @@ from tap_personalization.settings import (
     base_url_from_config,
     tls_verify,
 )
+from tap_personalization.tap.prefetch import Prefetch
 
 _T = TypeVar("_T")
 

@@ -25,7 +25,7 @@ from tap_personalization.settings import (
     DEFAULT_REQUEST_TIMEOUT,
     config_problems,
 )
-from tap_personalization.streams import (
+from tap_personalization.tap.streams import (
     DEFAULT_LOOKBACK_DAYS,
     AccountsStream,
     SegmentMembersStream,

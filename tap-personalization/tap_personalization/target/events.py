@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tap_personalization.api import PersonalizationClient
-from tap_personalization.changes import UserChange
 from tap_personalization.errors import EventRejectedError
+from tap_personalization.target.changes import UserChange
 
 DEFAULT_ACTION = "CRM Sync"
 DEFAULT_CONCURRENCY = 4

@@ -24,18 +24,22 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
 
-from tap_personalization.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
-from tap_personalization.connection_test import check_connection
-from tap_personalization.delivery import DEFAULT_SFTP_PATH, DEFAULT_SFTP_PORT, destination_problems
 from tap_personalization.errors import PersonalizationError, plain_errors
-from tap_personalization.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
     config_problems,
 )
-from tap_personalization.sinks import IgnoredSink, MappedSink
-from tap_personalization.sync import (
+from tap_personalization.target.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
+from tap_personalization.target.connection_test import check_connection
+from tap_personalization.target.delivery import (
+    DEFAULT_SFTP_PATH,
+    DEFAULT_SFTP_PORT,
+    destination_problems,
+)
+from tap_personalization.target.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from tap_personalization.target.sinks import IgnoredSink, MappedSink
+from tap_personalization.target.sync import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_SAMPLE_SIZE,
     ETL_FEED,

@@ -19,7 +19,7 @@ from singer_sdk.sinks.core import JSONSchemaValidator
 if TYPE_CHECKING:
     from singer_sdk.target_base import Target
 
-    from tap_personalization.sync import SyncRun
+    from tap_personalization.target.sync import SyncRun
 
 
 class SyncTarget(Protocol):

@@ -35,7 +35,8 @@ import requests
 from crm_sync_mapping import ReverseMapping
 
 from tap_personalization.api import PersonalizationClient
-from tap_personalization.changes import (
+from tap_personalization.errors import PersonalizationError
+from tap_personalization.target.changes import (
     API_REJECTED,
     INVALID_RECORD,
     REJECTED,
@@ -55,18 +56,17 @@ from tap_personalization.changes import (
     record_key,
     value_text,
 )
-from tap_personalization.delivery import Destination, destination_for
-from tap_personalization.errors import PersonalizationError
-from tap_personalization.events import EventOutcome, EventSender, UserEvent
-from tap_personalization.feeds import (
+from tap_personalization.target.delivery import Destination, destination_for
+from tap_personalization.target.events import EventOutcome, EventSender, UserEvent
+from tap_personalization.target.feeds import (
     ACCOUNT_FEED,
     SEGMENT_FEED,
     USER_FEED,
     FeedWriter,
     SealedFile,
 )
-from tap_personalization.identity import IdentityIndex, export_rows
-from tap_personalization.report import (
+from tap_personalization.target.identity import IdentityIndex, export_rows
+from tap_personalization.target.report import (
     PlannedFile,
     RejectsFile,
     RejectThresholdError,
