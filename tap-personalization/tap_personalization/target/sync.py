@@ -36,6 +36,7 @@ from crm_sync_mapping import ReverseMapping
 
 from tap_personalization.api import PersonalizationClient
 from tap_personalization.errors import PersonalizationError
+from tap_personalization.settings import DEFAULT_PAGE_SIZE
 from tap_personalization.target.changes import (
     API_REJECTED,
     INVALID_RECORD,
@@ -77,7 +78,6 @@ from tap_personalization.target.report import (
 
 ETL_FEED = "etl_feed"
 EVENT_API = "event_api"
-DEFAULT_PAGE_SIZE = 1000
 DEFAULT_SAMPLE_SIZE = 5
 
 

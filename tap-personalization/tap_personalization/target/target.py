@@ -27,6 +27,7 @@ from singer_sdk.target_base import Target
 from tap_personalization.errors import PersonalizationError, plain_errors
 from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
     config_problems,
 )
@@ -40,7 +41,6 @@ from tap_personalization.target.delivery import (
 from tap_personalization.target.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from tap_personalization.target.sinks import IgnoredSink, MappedSink
 from tap_personalization.target.sync import (
-    DEFAULT_PAGE_SIZE,
     DEFAULT_SAMPLE_SIZE,
     ETL_FEED,
     EVENT_API,
