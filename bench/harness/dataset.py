@@ -75,8 +75,8 @@ def tap_fingerprint() -> str:
         raise FileNotFoundError("tap_personalization is not installed in this environment")
     digest = hashlib.sha256()
     for folder in spec.submodule_search_locations:
-        for source in sorted(Path(folder).glob("*.py")):
-            digest.update(source.name.encode())
+        for source in sorted(Path(folder).rglob("*.py")):
+            digest.update(source.relative_to(folder).as_posix().encode())
             digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
 

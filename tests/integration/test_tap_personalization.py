@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 from emulators import defaults
-from tap_personalization.client import PersonalizationClient, PersonalizationTLSError
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import PersonalizationTLSError
 from tap_personalization.tap import TapPersonalization
 
 pytestmark = pytest.mark.integration

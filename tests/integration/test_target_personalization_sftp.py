@@ -23,8 +23,8 @@ from typing import Any
 import asyncssh
 import pytest
 from emulators import defaults
-from tap_personalization.delivery import DeliveryError
 from tap_personalization.target import TargetPersonalization
+from tap_personalization.target.delivery import DeliveryError
 
 pytestmark = pytest.mark.integration
 

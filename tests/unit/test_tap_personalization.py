@@ -22,20 +22,19 @@ import requests
 import requests_mock as rm
 from click.testing import CliRunner
 from singer_sdk.exceptions import ConfigValidationError
-from tap_personalization.client import (
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import (
     EventRejectedError,
     PersonalizationAuthError,
-    PersonalizationClient,
     PersonalizationConfigError,
     PersonalizationRequestError,
     PersonalizationTLSError,
     PersonalizationUnavailableError,
-    base_url_from_config,
-    retry_after_seconds,
-    wait_before_retry,
 )
-from tap_personalization.schemas import USER_FIELDS, attribute_map, date_time, normalize_row
+from tap_personalization.retry import retry_after_seconds, wait_before_retry
+from tap_personalization.settings import base_url_from_config
 from tap_personalization.tap import TapPersonalization
+from tap_personalization.tap.schemas import USER_FIELDS, attribute_map, date_time, normalize_row
 
 BASE = "https://acme.us-5.evergage.com"
 SECRET = "s3cr3t-token-value"

@@ -21,17 +21,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests_mock as rm
 from singer_sdk import Stream
-from tap_personalization.client import (
+from tap_personalization.errors import (
     PersonalizationRequestError,
     PersonalizationUnavailableError,
 )
-from tap_personalization.schemas import (
+from tap_personalization.tap import TapPersonalization
+from tap_personalization.tap.schemas import (
     ACCOUNT_FIELDS,
     USER_FIELDS,
     membership_record,
     normalize_row,
 )
-from tap_personalization.tap import TapPersonalization
 
 USERS_URL = "https://acme.us-5.evergage.com/api/dataset/engage/users.json"
 PAGE_SIZE = 2

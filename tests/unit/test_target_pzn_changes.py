@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from crm_sync_mapping import load_reverse_mapping
-from tap_personalization.changes import (
+from tap_personalization.target.changes import (
     DEFAULT_IDENTITY_ATTRIBUTES,
     AccountChange,
     RecordMapper,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tap_personalization.delivery import DeliveryError, LocalFolder
-from tap_personalization.feeds import (
+from tap_personalization.target.delivery import DeliveryError, LocalFolder
+from tap_personalization.target.feeds import (
     ACCOUNT_FEED,
     SEGMENT_FEED,
     USER_FEED,

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_personalization.changes import DEFAULT_IDENTITY_ATTRIBUTES
-from tap_personalization.identity import IdentityIndex, export_rows
+from tap_personalization.target.changes import DEFAULT_IDENTITY_ATTRIBUTES
+from tap_personalization.target.identity import IdentityIndex, export_rows
 
 USERS = [
     {"id": "u-1", "emailAddress": "Ada@Example.com", "attributes": {}},

@@ -24,8 +24,9 @@ from typing import Any, Protocol
 
 import asyncssh
 
-from tap_personalization.client import PersonalizationError, wait_before_retry
-from tap_personalization.feeds import FeedNamer, SealedFile
+from tap_personalization.errors import PersonalizationError
+from tap_personalization.retry import wait_before_retry
+from tap_personalization.target.feeds import FeedNamer, SealedFile
 
 DEFAULT_SFTP_PORT = 22
 DEFAULT_SFTP_PATH = "/{dataset}/inbound"

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tap_personalization.changes import UNMATCHED, Refusal
-from tap_personalization.client import PersonalizationError
+from tap_personalization.errors import PersonalizationError
+from tap_personalization.target.changes import UNMATCHED, Refusal
 
 REPORT_JSON = "report.json"
 REPORT_MARKDOWN = "report.md"

@@ -7,10 +7,7 @@ complete run).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -20,15 +17,15 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import Message, RecordMessage
 
-from tap_personalization.client import (
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import plain_errors
+from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
-    PersonalizationClient,
-    PersonalizationError,
     config_problems,
 )
-from tap_personalization.streams import (
+from tap_personalization.tap.streams import (
     DEFAULT_LOOKBACK_DAYS,
     AccountsStream,
     SegmentMembersStream,
@@ -140,16 +137,6 @@ CONFIG_SCHEMA = th.PropertiesList(
         ),
     ),
 ).to_dict()
-
-
-@contextlib.contextmanager
-def plain_errors(logger: logging.Logger) -> Iterator[None]:
-    """End the process with the one-line explanation instead of a stack trace."""
-    try:
-        yield
-    except PersonalizationError as exc:
-        logger.error("%s", exc)
-        sys.exit(1)
 
 
 class RecordWriter(MsgSpecWriter):

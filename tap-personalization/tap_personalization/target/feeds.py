@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from tap_personalization.changes import value_text
+from tap_personalization.target.changes import value_text
 
 USER_FEED = "user"
 ACCOUNT_FEED = "account"

@@ -18,8 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from tap_personalization.changes import UserChange
-from tap_personalization.client import EventRejectedError, PersonalizationClient
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import EventRejectedError
+from tap_personalization.target.changes import UserChange
 
 DEFAULT_ACTION = "CRM Sync"
 DEFAULT_CONCURRENCY = 4

@@ -34,7 +34,10 @@ from typing import IO, Any
 import requests
 from crm_sync_mapping import ReverseMapping
 
-from tap_personalization.changes import (
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.errors import PersonalizationError
+from tap_personalization.settings import DEFAULT_PAGE_SIZE
+from tap_personalization.target.changes import (
     API_REJECTED,
     INVALID_RECORD,
     REJECTED,
@@ -54,18 +57,17 @@ from tap_personalization.changes import (
     record_key,
     value_text,
 )
-from tap_personalization.client import PersonalizationClient, PersonalizationError
-from tap_personalization.delivery import Destination, destination_for
-from tap_personalization.events import EventOutcome, EventSender, UserEvent
-from tap_personalization.feeds import (
+from tap_personalization.target.delivery import Destination, destination_for
+from tap_personalization.target.events import EventOutcome, EventSender, UserEvent
+from tap_personalization.target.feeds import (
     ACCOUNT_FEED,
     SEGMENT_FEED,
     USER_FEED,
     FeedWriter,
     SealedFile,
 )
-from tap_personalization.identity import IdentityIndex, export_rows
-from tap_personalization.report import (
+from tap_personalization.target.identity import IdentityIndex, export_rows
+from tap_personalization.target.report import (
     PlannedFile,
     RejectsFile,
     RejectThresholdError,
@@ -76,7 +78,6 @@ from tap_personalization.report import (
 
 ETL_FEED = "etl_feed"
 EVENT_API = "event_api"
-DEFAULT_PAGE_SIZE = 1000
 DEFAULT_SAMPLE_SIZE = 5
 
 

@@ -24,25 +24,28 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
 
-from tap_personalization.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
-from tap_personalization.client import (
+from tap_personalization.errors import PersonalizationError, plain_errors
+from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
-    PersonalizationError,
     config_problems,
 )
-from tap_personalization.connection_test import check_connection
-from tap_personalization.delivery import DEFAULT_SFTP_PATH, DEFAULT_SFTP_PORT, destination_problems
-from tap_personalization.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
-from tap_personalization.sinks import IgnoredSink, MappedSink
-from tap_personalization.sync import (
-    DEFAULT_PAGE_SIZE,
+from tap_personalization.target.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
+from tap_personalization.target.connection_test import check_connection
+from tap_personalization.target.delivery import (
+    DEFAULT_SFTP_PATH,
+    DEFAULT_SFTP_PORT,
+    destination_problems,
+)
+from tap_personalization.target.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from tap_personalization.target.sinks import IgnoredSink, MappedSink
+from tap_personalization.target.sync import (
     DEFAULT_SAMPLE_SIZE,
     ETL_FEED,
     EVENT_API,
     SyncRun,
 )
-from tap_personalization.tap import plain_errors
 
 DEFAULT_MAPPING_FILE = "transforms/crm-to-personalization.yml"
 DEFAULT_OUTPUT_DIR = "output/target-personalization"
@@ -201,7 +204,6 @@ class TargetPersonalization(Target):
             mapping = ReverseMapping(Path(str(config.get("mapping_file"))), ())
         # Sinks share one run (writers, index, report); their records come one at a time.
         self.max_parallelism = 1
-        self.mapping = mapping
         self.run = SyncRun(config, mapping, identity_attributes, logger=self.logger)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

@@ -123,7 +123,6 @@ class Refusal:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-Change = UserChange | AccountChange | SegmentChange
 Decision = UserChange | AccountChange | SegmentChange | Skip | Refusal
 
 

@@ -3,18 +3,29 @@
 Both are record sinks: each record is decided and written (to a feed file on disk, or queued
 as an event) as it arrives, so nothing accumulates in memory. singer-sdk releases STATE only
 after a full drain, and the target runs a checkpoint right before it (see `sync`).
+
+The target names these classes; a sink knows of its target only what `SyncTarget` says (the
+run all sinks share), so this module does not import the target.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import RecordSink
 from singer_sdk.sinks.core import JSONSchemaValidator
 
 if TYPE_CHECKING:
-    from tap_personalization.target import TargetPersonalization
+    from singer_sdk.target_base import Target
+
+    from tap_personalization.target.sync import SyncRun
+
+
+class SyncTarget(Protocol):
+    """What the sinks use of their target: the one run (writers, index, report) they all feed."""
+
+    run: SyncRun
 
 
 class RecordingValidator(JSONSchemaValidator):
@@ -40,9 +51,9 @@ class RecordingValidator(JSONSchemaValidator):
 class MappedSink(RecordSink):
     """A stream the mapping names (contacts, leads, accounts, campaign members)."""
 
-    def __init__(self, target: TargetPersonalization, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         super().__init__(target, *args, **kwargs)
-        self.run = target.run
+        self.run = cast(SyncTarget, target).run
 
     def get_validator(self) -> JSONSchemaValidator | None:
         if not self.validate_schema:
@@ -58,13 +69,13 @@ class MappedSink(RecordSink):
 class IgnoredSink(RecordSink):
     """A stream the mapping does not name: counted and reported as ignored, never sent."""
 
-    def __init__(self, target: TargetPersonalization, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         super().__init__(target, *args, **kwargs)
-        self.run = target.run
+        self.run = cast(SyncTarget, target).run
         self.run.report.stream(self.stream_name).ignored = True
         self.logger.info(
             "Stream '%s' is not named in mapping_file %s: its records are counted as ignored "
-            "and not sent to Personalization.", self.stream_name, target.mapping.path)
+            "and not sent to Personalization.", self.stream_name, self.run.mapping.path)
 
     def get_validator(self) -> JSONSchemaValidator | None:
         """No validation: the records are not used, so their shape cannot fail the run."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from crm_sync_mapping.normalize import apply_normalizers
 
-from tap_personalization.changes import (
+from tap_personalization.target.changes import (
     AMBIGUOUS_IDENTITY,
     CONFLICTING_IDENTITY,
     REJECTED,

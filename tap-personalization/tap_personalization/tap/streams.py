@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 import requests
 from singer_sdk.streams import Stream
 
-from tap_personalization.client import PersonalizationRequestError, PersonalizationStream
-from tap_personalization.schemas import (
+from tap_personalization.errors import PersonalizationRequestError
+from tap_personalization.tap.client import PersonalizationStream
+from tap_personalization.tap.schemas import (
     ACCOUNT_FIELDS,
     ACCOUNTS_SCHEMA,
     SEGMENT_MEMBERS_SCHEMA,

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from tap_personalization.client import PersonalizationClient
-from tap_personalization.delivery import destination_for
+from tap_personalization.api import PersonalizationClient
+from tap_personalization.target.delivery import destination_for
 
 
 def check_connection(config: Mapping[str, Any], logger: logging.Logger) -> str:

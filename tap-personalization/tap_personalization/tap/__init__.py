@@ -1,0 +1,9 @@
+"""tap-personalization: the Singer tap (`tap`) and what only it uses.
+
+`client` (the base stream), `streams`, `schemas` (record shapes) and `prefetch` (the next
+export page fetched in the background). The console script runs `tap.TapPersonalization`.
+"""
+
+from tap_personalization.tap.tap import TapPersonalization
+
+__all__ = ["TapPersonalization"]
