@@ -22,7 +22,7 @@ import pytest
 from emulators import defaults
 from tap_personalization.api import PersonalizationClient
 from tap_personalization.errors import PersonalizationTLSError
-from tap_personalization.tap import TapPersonalization
+from tap_personalization.tap.tap import TapPersonalization
 
 pytestmark = pytest.mark.integration
 

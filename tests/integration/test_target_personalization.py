@@ -272,8 +272,9 @@ def cli(config: dict[str, Any], tmp_path: Path, messages: list[dict[str, Any]]) 
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return subprocess.run(
-        [sys.executable, "-c", "from tap_personalization.target import TargetPersonalization;"
-                               "TargetPersonalization.cli()", "--config", str(path)],
+        [sys.executable, "-c",
+         "from tap_personalization.target.target import TargetPersonalization;"
+         "TargetPersonalization.cli()", "--config", str(path)],
         input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True,
         text=True, timeout=120, check=False)
 

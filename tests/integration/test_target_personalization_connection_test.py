@@ -37,8 +37,9 @@ def cli(config: dict[str, Any], tmp_path: Path, *args: str,
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return subprocess.run(
-        [sys.executable, "-c", "from tap_personalization.target import TargetPersonalization;"
-                               "TargetPersonalization.cli()", "--config", str(path), *args],
+        [sys.executable, "-c",
+         "from tap_personalization.target.target import TargetPersonalization;"
+         "TargetPersonalization.cli()", "--config", str(path), *args],
         input=stdin, capture_output=True, text=True, timeout=120, check=False)
 
 

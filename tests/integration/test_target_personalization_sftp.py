@@ -23,8 +23,8 @@ from typing import Any
 import asyncssh
 import pytest
 from emulators import defaults
-from tap_personalization.target import TargetPersonalization
 from tap_personalization.target.delivery import DeliveryError
+from tap_personalization.target.target import TargetPersonalization
 
 pytestmark = pytest.mark.integration
 
@@ -227,8 +227,9 @@ def connection_test(config: dict[str, Any], tmp_path: Path) -> subprocess.Comple
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return subprocess.run(
-        [sys.executable, "-c", "from tap_personalization.target import TargetPersonalization;"
-                               "TargetPersonalization.cli()", "--config", str(path), "--test"],
+        [sys.executable, "-c",
+         "from tap_personalization.target.target import TargetPersonalization;"
+         "TargetPersonalization.cli()", "--config", str(path), "--test"],
         input="", capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emulators import defaults
-from tap_personalization.target import TargetPersonalization
+from tap_personalization.target.target import TargetPersonalization
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "transforms" / "crm-to-personalization.yml"

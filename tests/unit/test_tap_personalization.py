@@ -33,8 +33,8 @@ from tap_personalization.errors import (
 )
 from tap_personalization.retry import retry_after_seconds, wait_before_retry
 from tap_personalization.settings import base_url_from_config
-from tap_personalization.tap import TapPersonalization
 from tap_personalization.tap.schemas import USER_FIELDS, attribute_map, date_time, normalize_row
+from tap_personalization.tap.tap import TapPersonalization
 
 BASE = "https://acme.us-5.evergage.com"
 SECRET = "s3cr3t-token-value"

@@ -25,13 +25,13 @@ from tap_personalization.errors import (
     PersonalizationRequestError,
     PersonalizationUnavailableError,
 )
-from tap_personalization.tap import TapPersonalization
 from tap_personalization.tap.schemas import (
     ACCOUNT_FIELDS,
     USER_FIELDS,
     membership_record,
     normalize_row,
 )
+from tap_personalization.tap.tap import TapPersonalization
 
 USERS_URL = "https://acme.us-5.evergage.com/api/dataset/engage/users.json"
 PAGE_SIZE = 2

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests_mock
 from singer_sdk.testing import get_tap_test_class
-from tap_personalization.tap import TapPersonalization
+from tap_personalization.tap.tap import TapPersonalization
 
 BASE = "https://sandbox.us-1.evergage.com"
 CONFIG = {

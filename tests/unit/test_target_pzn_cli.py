@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
-from tap_personalization.target import TargetPersonalization
+from tap_personalization.target.target import TargetPersonalization
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"DATASET": "engage", "ACCOUNT": "acme", "INSTANCE": "us-5", "API_KEY_ID": "key-id",

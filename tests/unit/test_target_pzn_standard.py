@@ -16,7 +16,7 @@ from pathlib import Path
 
 from singer_sdk.testing import get_target_test_class, target_test_streams
 from singer_sdk.testing.runners import TargetTestRunner
-from tap_personalization.target import TargetPersonalization
+from tap_personalization.target.target import TargetPersonalization
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRATCH = Path(tempfile.mkdtemp(prefix="target-personalization-standard-"))  # per process

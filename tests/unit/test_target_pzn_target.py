@@ -21,9 +21,9 @@ import pytest
 import requests_mock as rm
 from singer_sdk.exceptions import ConfigValidationError
 from tap_personalization.errors import PersonalizationAuthError
-from tap_personalization.target import TargetPersonalization
 from tap_personalization.target.delivery import normalized_fingerprint
 from tap_personalization.target.report import RejectThresholdError
+from tap_personalization.target.target import TargetPersonalization
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "https://acme.us-5.evergage.com"

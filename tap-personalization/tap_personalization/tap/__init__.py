@@ -3,7 +3,3 @@
 `client` (the base stream), `streams`, `schemas` (record shapes) and `prefetch` (the next
 export page fetched in the background). The console script runs `tap.TapPersonalization`.
 """
-
-from tap_personalization.tap.tap import TapPersonalization
-
-__all__ = ["TapPersonalization"]

@@ -5,7 +5,3 @@ record means), `feeds` and `events` (the two ways changes go), `delivery` (where
 go), `report` and `connection_test` (`--test`). The console script runs
 `target.TargetPersonalization`.
 """
-
-from tap_personalization.target.target import TargetPersonalization
-
-__all__ = ["TargetPersonalization"]
