@@ -1,7 +1,8 @@
 """One run of target-personalization: records in, decisions made, changes delivered, outcomes out.
 
-The direction of data: sink → `changes` (mapping) → `identity` (who is meant) → `feeds` or
-`events` (delivery) → `report`. A checkpoint (before every STATE message and at the end)
+The direction of data: sink → `changes` (mapping) → `identity` (who is meant) → `writes`
+(what each change becomes, per Personalization object) → `feeds` or `events` (delivery) →
+`report`. A checkpoint (before every STATE message and at the end)
 finishes the events in flight, resolves the campaign members queued since the last one,
 seals the feed files and delivers them, and flushes `rejects.jsonl`: a STATE message is only
 released once every record before it has its outcome and its file is in the inbound folder.
@@ -23,13 +24,12 @@ keeps the users' current values of the mapped attributes, for a sample of old �
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import requests
 from crm_sync_mapping import ReverseMapping
@@ -38,31 +38,21 @@ from tap_personalization.api import PersonalizationClient
 from tap_personalization.errors import PersonalizationError
 from tap_personalization.settings import DEFAULT_PAGE_SIZE
 from tap_personalization.target.changes import (
-    API_REJECTED,
     INVALID_RECORD,
     REJECTED,
     SEGMENTS_OBJECT,
-    SKIP_NOTHING_TO_WRITE,
-    UNKNOWN_IDENTITY,
-    UNMATCHED,
     AccountChange,
     Decision,
     RecordMapper,
     Refusal,
-    SegmentChange,
     Skip,
     UserChange,
     identity_lookups,
     plain,
     record_key,
-    value_text,
 )
 from tap_personalization.target.delivery import Destination, destination_for
-from tap_personalization.target.events import EventOutcome, EventSender, UserEvent
 from tap_personalization.target.feeds import (
-    ACCOUNT_FEED,
-    SEGMENT_FEED,
-    USER_FEED,
     FeedWriter,
     SealedFile,
 )
@@ -72,12 +62,15 @@ from tap_personalization.target.report import (
     RejectsFile,
     RejectThresholdError,
     RunReport,
-    Sample,
     reject_allowance,
 )
+from tap_personalization.target.writes import (
+    ETL_FEED,
+    AccountWrites,
+    SegmentWrites,
+    UserWrites,
+)
 
-ETL_FEED = "etl_feed"
-EVENT_API = "event_api"
 DEFAULT_SAMPLE_SIZE = 5
 
 
@@ -122,11 +115,21 @@ class SyncRun:
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._client: PersonalizationClient | None = None
         self._index: IdentityIndex | None = None
-        self._sender: EventSender | None = None
         self._destination: Destination | None = None
-        self._writers: dict[str, FeedWriter] = {}
-        self._segment_queue: IO[str] | None = None
-        self._queued_segments = 0
+        self.users = UserWrites(
+            mapping, self.report, self._refuse, users=self._users_index,
+            index=lambda: self.index, staging_dir=lambda: self.staging_dir,
+            new_client=self.new_client, config=config, delivery=self.delivery,
+            dry_run=self.dry_run, sample_size=self.sample_size, compressed=self.compressed,
+        )
+        self.accounts = AccountWrites(
+            mapping, self.report, self._refuse, accounts=self._accounts_index,
+            staging_dir=lambda: self.staging_dir, compressed=self.compressed,
+        )
+        self.segments = SegmentWrites(
+            self.report, self._refuse, users=self._users_index, workdir=lambda: self.workdir,
+            staging_dir=lambda: self.staging_dir, compressed=self.compressed,
+        )
         self.rejects: RejectsFile | None = None
         self.finished = False
         for obj in mapping.objects:
@@ -259,189 +262,30 @@ class SyncRun:
         elif isinstance(decision, Refusal):
             self._refuse(decision)
         elif isinstance(decision, UserChange):
-            self._deliver_user(decision)
+            self.users.deliver(decision)
         elif isinstance(decision, AccountChange):
-            self._write_account(decision)
+            self.accounts.write(decision)
         else:
-            self._queue_segment(decision)
+            self.segments.queue(decision)
 
     def _refuse(self, refusal: Refusal) -> None:
         self.report.refuse(refusal)
         assert self.rejects is not None
         self.rejects.write(refusal)
 
-    def _skip(self, sobject: str, reason: str) -> None:
-        self.report.objects[sobject].skipped[reason] += 1
-
-    # --- users -------------------------------------------------------------------------------
-
-    def _user_writer(self) -> FeedWriter:
-        if USER_FEED not in self._writers:
-            columns: dict[str, None] = {}
-            for obj in self.mapping.objects:
-                if obj.enabled and obj.target == "user":
-                    columns.update((rule.attribute, None) for rule in obj.identity)
-            for obj in self.mapping.objects:
-                if obj.enabled and obj.target == "user":
-                    columns.update((attribute.target, None) for attribute in obj.attributes)
-            self._writers[USER_FEED] = FeedWriter(
-                USER_FEED, ["userId"], list(columns), self.staging_dir,
-                compressed=self.compressed)
-        return self._writers[USER_FEED]
-
-    def _deliver_user(self, change: UserChange) -> None:
-        """Find the user, then write a feed row or queue an event (per `delivery`)."""
-        index = self._users_index()
-        resolution = index.resolve(change.identities, change.normalizers)
-        if resolution.user_id is None:
-            self._refuse(resolution.refusal(change.stream, change.sobject, change.key,
-                                            {"identities": dict(change.identities)}))
-            return
-        values = {**dict(resolution.links), **change.values}
-        if not values:
-            self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
-        elif self.delivery == EVENT_API and self.dry_run:
-            self.report.objects[change.sobject].written += 1
-            self.index.learn(resolution.user_id, resolution.links)
-            self._sample(change, resolution.user_id, values)
-        elif self.delivery == EVENT_API:
-            self._send_event(UserEvent(change, resolution.user_id, values, resolution.links))
-        else:
-            self._write_user(change, resolution.user_id, values, resolution.links)
-
-    def _write_user(self, change: UserChange, user_id: str, values: dict[str, Any],
-                    links: tuple[tuple[str, str], ...]) -> None:
-        stats = self.report.objects[change.sobject]
-        if any(value is None for value in values.values()):
-            stats.clears_not_applied += 1
-        if self._user_writer().write([user_id], values):
-            stats.written += 1
-            self.index.learn(user_id, links)
-            self._sample(change, user_id, values)
-        else:
-            self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
-
-    def _sample(self, change: UserChange, user_id: str, values: dict[str, Any]) -> None:
-        """Old → new values of the first few users a dry run would write."""
-        if not self.dry_run or len(self.report.samples) >= self.sample_size:
-            return
-        current = self.index.current_values(user_id)
-        changes: dict[str, tuple[Any, Any]] = {}
-        for name, new in values.items():
-            old = current.get(name)
-            if new is None and self.delivery != EVENT_API:
-                continue  # feeds cannot clear: the value stays (counted as not applied)
-            if old is None and new is None:
-                continue
-            if old is None or new is None or str(old) != value_text(new):
-                changes[name] = (old, new)
-        self.report.samples.append(Sample(change.sobject, change.key, user_id, changes,
-                                          len(values) - len(changes)))
-
-    def _send_event(self, event: UserEvent) -> None:
-        if self._sender is None:
-            concurrency = int(self.config.get("event_concurrency") or 4)
-            self._sender = EventSender(
-                self.new_client, concurrency=concurrency,
-                action=str(self.config.get("event_action") or "CRM Sync"))
-        for outcome in self._sender.submit(event):
-            self._event_outcome(outcome)
-
-    def _event_outcome(self, outcome: EventOutcome) -> None:
-        event = outcome.event
-        change = event.change
-        if outcome.rejection is not None:
-            self._refuse(Refusal(
-                change.stream, change.sobject, change.key, REJECTED, API_REJECTED,
-                str(outcome.rejection),
-                {"errorCode": outcome.rejection.code, "userId": event.user_id}))
-            return
-        self.report.objects[change.sobject].written += 1
-        self.index.learn(event.user_id, event.links)
-
-    # --- accounts ----------------------------------------------------------------------------
-
-    def _account_writer(self) -> FeedWriter:
-        if ACCOUNT_FEED not in self._writers:
-            columns: dict[str, None] = {}
-            for obj in self.mapping.objects:
-                if obj.enabled and obj.target == "account":
-                    columns.update((attribute.target, None) for attribute in obj.attributes)
-            self._writers[ACCOUNT_FEED] = FeedWriter(
-                ACCOUNT_FEED, ["accountId"], list(columns), self.staging_dir,
-                compressed=self.compressed)
-        return self._writers[ACCOUNT_FEED]
-
-    def _write_account(self, change: AccountChange) -> None:
-        if not self._accounts_index().account_exists(change.account_id):
-            self._refuse(Refusal(change.stream, change.sobject, change.key, UNMATCHED,
-                                 UNKNOWN_IDENTITY,
-                                 f"no Personalization account has accountId "
-                                 f"{change.account_id!r}"))
-            return
-        stats = self.report.objects[change.sobject]
-        if any(value is None for value in change.values.values()):
-            stats.clears_not_applied += 1
-        if self._account_writer().write([change.account_id], change.values):
-            stats.written += 1
-        else:
-            self._skip(change.sobject, SKIP_NOTHING_TO_WRITE)
-
-    # --- segments ----------------------------------------------------------------------------
-
-    def _queue_segment(self, change: SegmentChange) -> None:
-        """Kept on disk until the checkpoint: by then this checkpoint's user changes (and the
-        links they add) are known, whatever order the streams came in."""
-        if self._segment_queue is None:
-            path = self.workdir / "segment-changes.jsonl"
-            self._segment_queue = path.open("w+", encoding="utf-8")
-        line = [change.stream, change.key, change.segment_id, change.update,
-                [list(pair) for pair in change.identities]]
-        self._segment_queue.write(json.dumps(line) + "\n")
-        self._queued_segments += 1
-
-    def _apply_segments(self) -> None:
-        if self._segment_queue is None or not self._queued_segments:
-            return
-        queue = self._segment_queue
-        queue.flush()
-        queue.seek(0)
-        index = self._users_index()
-        stats = self.report.objects[SEGMENTS_OBJECT]
-        writer = self._writers.get(SEGMENT_FEED)
-        if writer is None:
-            writer = self._writers[SEGMENT_FEED] = FeedWriter(
-                SEGMENT_FEED, ["userId", "segmentId", "updateType"], [],
-                self.staging_dir, compressed=self.compressed)
-        for line in queue:
-            stream, key, segment_id, update, pairs = json.loads(line)
-            identities = tuple((str(a), str(v)) for a, v in pairs)
-            resolution = index.resolve(identities)
-            if resolution.user_id is None:
-                self._refuse(resolution.refusal(
-                    stream, SEGMENTS_OBJECT, key,
-                    {"identities": dict(identities), "segment": segment_id}))
-                continue
-            writer.write([resolution.user_id, segment_id, update], {})
-            if update == "Add":
-                stats.segment_adds += 1
-            else:
-                stats.segment_removes += 1
-        queue.seek(0)
-        queue.truncate()
-        self._queued_segments = 0
+    def _feed_writers(self) -> list[FeedWriter]:
+        """The feed files of this checkpoint, in delivery order: users, accounts, segments."""
+        writers = (self.users.writer, self.accounts.writer, self.segments.writer)
+        return [writer for writer in writers if writer is not None]
 
     # --- checkpoints and the end -------------------------------------------------------------
 
     def checkpoint(self) -> None:
         """Every record so far gets its outcome and every feed file is delivered."""
         self.start()
-        if self._sender is not None:
-            for outcome in self._sender.finish():
-                self._event_outcome(outcome)
-        self._apply_segments()
-        sealed = [file for feed in (USER_FEED, ACCOUNT_FEED, SEGMENT_FEED)
-                  if feed in self._writers for file in self._writers[feed].seal()]
+        self.users.finish_events()
+        self.segments.apply()
+        sealed = [file for writer in self._feed_writers() for file in writer.seal()]
         if sealed and self.dry_run:
             self._set_aside(sealed)
         elif sealed:
@@ -482,7 +326,7 @@ class SyncRun:
         """The run stops: temporary feed files go, the report says why (never raises)."""
         if self.report.status != "running":
             return
-        for writer in self._writers.values():
+        for writer in self._feed_writers():
             writer.discard()
         self._close()
         self.report.status = "failed"
@@ -504,14 +348,13 @@ class SyncRun:
         if self.finished:
             return
         self.finished = True
-        if self._sender is not None:
-            self._sender.close()
+        if self.users.sender is not None:
+            self.users.sender.close()
         if self._client is not None:
             self._client.close()
         if self._index is not None:
             self._index.close()
-        if self._segment_queue is not None:
-            self._segment_queue.close()
+        self.segments.close()
         if self._destination is not None:
             self._destination.close()
         if self.rejects is not None:

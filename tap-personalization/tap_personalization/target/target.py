@@ -40,12 +40,8 @@ from tap_personalization.target.delivery import (
 )
 from tap_personalization.target.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from tap_personalization.target.sinks import IgnoredSink, MappedSink
-from tap_personalization.target.sync import (
-    DEFAULT_SAMPLE_SIZE,
-    ETL_FEED,
-    EVENT_API,
-    SyncRun,
-)
+from tap_personalization.target.sync import DEFAULT_SAMPLE_SIZE, SyncRun
+from tap_personalization.target.writes import ETL_FEED, EVENT_API
 
 DEFAULT_MAPPING_FILE = "transforms/crm-to-personalization.yml"
 DEFAULT_OUTPUT_DIR = "output/target-personalization"
