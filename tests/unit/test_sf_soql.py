@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from target_salesforce_crm import soql
 
+# A SOQL string literal: quote, then escaped characters or anything but quote/backslash.
 _LITERAL = re.compile(r"'(?:\\[\\'\"nrtbf]|[^'\\])*'")
 
 
