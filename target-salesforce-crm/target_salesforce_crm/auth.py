@@ -97,6 +97,7 @@ class SalesforceAuthenticator:
         user chose, so it wins over the plain client credentials it shares settings with.
         A configured session_id is used first and, when a flow is also set, renewed by it.
         """
+        check_credential_urls(config)
         flow = _select_flow(config)
         if flow is None:
             has_session = bool(_text(config, "session_id"))
@@ -178,6 +179,12 @@ class SalesforceAuthenticator:
         assert self._flow is not None
         body = _json(answer)
         if answer.status_code == 200 and body.get("access_token") and body.get("instance_url"):
+            instance = str(body["instance_url"])
+            if not instance.lower().startswith("https://"):
+                raise AuthenticationError(
+                    f"the token endpoint {url} answered instance_url {one_line(instance)}, which "
+                    "is not https://; the access token is not sent there (check auth_url: it "
+                    "must be the org's own login host)")
             issued = body.get("issued_at")
             issued_at = int(issued) / 1000 if str(issued or "").isdigit() else time.time()
             self._logger.info("Salesforce session obtained with the %s flow for %s",
@@ -207,6 +214,23 @@ class SalesforceAuthenticator:
         return (f"Salesforce refused the {flow.name} token request ({error}: {description}) "
                 f"at {url}: {hint}; fix the settings and re-run "
                 f"`meltano invoke {self._plugin}:test`")
+
+
+def check_credential_urls(config: Mapping[str, Any]) -> None:
+    """Every URL that receives a credential must be https://: refused before any call.
+
+    The token endpoint gets the client secret (Basic auth), a password or a signed
+    assertion; the instance gets the access token. Both plugins call this at start-up.
+    """
+    for setting, why in (("auth_url", "the OAuth flows send the connected app's secret, a "
+                                      "password or a signed assertion to it"),
+                         ("instance_url", "the session_id is sent to it")):
+        url = _text(config, setting)
+        if url and not url.lower().startswith("https://"):
+            raise AuthenticationError(
+                f"Salesforce settings: {setting} must start with https:// (got "
+                f"{one_line(url)}): {why}; certificate verification is never disabled (set "
+                "ca_bundle to trust a private CA)")
 
 
 def _json(answer: requests.Response) -> dict[str, Any]:

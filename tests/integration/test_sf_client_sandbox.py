@@ -6,6 +6,9 @@ really crossed the wire.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from target_salesforce_crm.errors import AuthenticationError
 from target_salesforce_crm.target.bulk import BulkClient
 
 pytestmark = pytest.mark.integration
+TRANSFORMS = Path(__file__).resolve().parents[2] / "transforms"
 
 
 @pytest.fixture
@@ -226,3 +230,26 @@ def test_transient_faults_are_retried_and_counted(sandbox: Any) -> None:
     assert sum(c["status"] == 200 for c in calls) == 12
     assert any(c["status"] in (0, 503) for c in calls)
     assert sf.api_calls["limits"] == len(calls)
+
+
+def test_plain_http_urls_are_refused_before_any_call(sandbox: Any, tmp_path: Path) -> None:
+    """target-salesforce-crm stops at start-up, before reading input; the tap at discovery."""
+    plain = sandbox.url.replace("https://", "http://")
+    config = {**_base(sandbox), **_flows(sandbox)["client credentials"], "auth_url": plain,
+              "output_dir": str(tmp_path / "out")}
+    sandbox.clear_ledger()
+    for plugin, mapping in (
+            ("target_salesforce_crm.target.target:TargetSalesforceCRM", "personalization-to-crm"),
+            ("target_salesforce_crm.tap.tap:TapSalesforceCRM", "crm-to-personalization")):
+        module, cls = plugin.split(":")
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({**config, "mapping_file": str(TRANSFORMS / f"{mapping}.yml")}))
+        args = ["--config", str(path)] + (["--discover"] if "tap" in cls.lower() else [])
+        done = subprocess.run(
+            [sys.executable, "-c", f"from {module} import {cls}; {cls}.cli()", *args],
+            input="", capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 1, done.stderr
+        assert (f"auth_url must start with https:// (got {plain})") in done.stderr
+        assert "Traceback" not in done.stderr
+        assert defaults.SF_CLIENT_SECRET not in done.stderr + done.stdout
+    assert sandbox.ledger()["total"] == 0

@@ -246,3 +246,34 @@ def test_token_endpoint_persistent_5xx_says_so(requests_mock: Any, no_sleep: lis
         authenticator.session()
     assert requests_mock.call_count == 2
     assert len(no_sleep) == 1
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"auth_url": "http://login.example.test", "client_id": "id", **SECRETS}, "auth_url"),
+    ({"auth_url": "HTTP://login.example.test", "client_id": "id",
+      "client_secret": "S3cr3t-client"}, "auth_url"),
+    ({"session_id": "00Dxx!session", "instance_url": "http://org.example.test"}, "instance_url"),
+])
+def test_a_credential_is_never_sent_over_plain_http(
+        requests_mock: Any, settings: dict[str, Any], named: str) -> None:
+    token = requests_mock.post("http://login.example.test/services/oauth2/token",
+                               json=_granted())
+    with pytest.raises(AuthenticationError) as refused:
+        SalesforceAuthenticator.from_config(settings).session()
+    message = str(refused.value)
+    assert message.startswith(f"Salesforce settings: {named} must start with https://")
+    assert "\n" not in message
+    assert not any(secret in message for secret in [*SECRETS.values(), "00Dxx!session"])
+    assert token.call_count == 0
+
+
+def test_a_token_reply_naming_an_http_instance_is_refused(requests_mock: Any) -> None:
+    requests_mock.post(TOKEN_URL, json={**_granted(), "instance_url": "http://org.example.test"})
+    authenticator = SalesforceAuthenticator.from_config(
+        {"auth_url": AUTH_URL, "client_id": "id", "client_secret": "S3cr3t-client"})
+
+    with pytest.raises(AuthenticationError) as refused:
+        authenticator.session()
+    assert ("answered instance_url http://org.example.test, which is not https://; the access "
+            "token is not sent there") in str(refused.value)
+    assert requests_mock.call_count == 1  # the token request only: nothing sent to the instance

@@ -17,6 +17,7 @@ from crm_sync_mapping import MappingError, load_forward_mapping
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
+from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
@@ -168,6 +169,7 @@ class TargetSalesforceCRM(Target):
         # Sinks share one Salesforce session and the Lead step depends on the Contact step,
         # so drains run one after another.
         self.max_parallelism = 1
+        check_credential_urls(self.config)  # before any input: nothing leaves in cleartext
         self.mapping = load_mapping(str(self.setting("mapping_file")))
         self.output_dir = Path(str(self.setting("output_dir")))
         self.run = SyncRun(
