@@ -19,7 +19,12 @@ import jwt
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from target_salesforce_crm.errors import AuthenticationError, backoff_delay, one_line
+from target_salesforce_crm.errors import (
+    AuthenticationError,
+    TLSTrustError,
+    backoff_delay,
+    one_line,
+)
 from target_salesforce_crm.settings import (
     DEFAULT_AUTH_URL,
     DEFAULT_MAX_RETRIES,
@@ -151,6 +156,8 @@ class SalesforceAuthenticator:
                 answer = self._http.post(url, data=flow.form(), auth=flow.basic_auth,
                                          headers={"Accept": "application/json"},
                                          timeout=timeout, verify=verify)
+            except requests.exceptions.SSLError as exc:
+                raise TLSTrustError(url, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= retries:
                     raise AuthenticationError(

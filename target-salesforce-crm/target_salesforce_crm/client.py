@@ -27,6 +27,7 @@ from target_salesforce_crm.errors import (
     ApiError,
     AuthenticationError,
     SalesforceError,
+    TLSTrustError,
     TransientError,
     backoff_delay,
     classify,
@@ -164,6 +165,8 @@ class SalesforceClient:
             try:
                 answer = self.http.request(method, url, headers=headers, timeout=self.timeout,
                                            verify=self.verify, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                raise TLSTrustError(url, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 error: ApiError = TransientError(
                     0, "CONNECTION_ERROR", f"{type(exc).__name__}: {exc}", context=where)

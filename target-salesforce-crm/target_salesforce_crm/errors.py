@@ -8,6 +8,7 @@ rather than parse messages.
 from __future__ import annotations
 
 import random
+from urllib.parse import urlsplit
 
 # Codes after which the same call may succeed if repeated a little later.
 TRANSIENT_CODES = frozenset({
@@ -29,6 +30,19 @@ class SalesforceError(Exception):
 
 class AuthenticationError(SalesforceError):
     """No usable session: wrong or incomplete credentials, or an admin changed policy."""
+
+
+class TLSTrustError(SalesforceError):
+    """The server's certificate is not trusted: no retry can fix it, `ca_bundle` can."""
+
+    def __init__(self, url: str, exc: BaseException) -> None:
+        host = urlsplit(url).netloc or url
+        reason = ("certificate not trusted" if "CERTIFICATE_VERIFY_FAILED" in str(exc)
+                  else "TLS error")
+        super().__init__(
+            f"TLS verification of {host} failed ({reason}): set ca_bundle to the PEM file of "
+            "the CA that signed its certificate (a corporate proxy's, or the local sandbox's "
+            ".sandbox/ca.pem); verification is never turned off")
 
 
 class ApiError(SalesforceError):

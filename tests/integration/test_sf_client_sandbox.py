@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from emulators import defaults
+from emulators.tls import ensure_certificates
 from target_salesforce_crm import client as client_module
 from target_salesforce_crm import soql
 from target_salesforce_crm.client import SalesforceClient
-from target_salesforce_crm.errors import AuthenticationError
+from target_salesforce_crm.errors import AuthenticationError, TLSTrustError
 from target_salesforce_crm.target.bulk import BulkClient
 
 pytestmark = pytest.mark.integration
@@ -253,3 +254,16 @@ def test_plain_http_urls_are_refused_before_any_call(sandbox: Any, tmp_path: Pat
         assert "Traceback" not in done.stderr
         assert defaults.SF_CLIENT_SECRET not in done.stderr + done.stdout
     assert sandbox.ledger()["total"] == 0
+
+
+def test_a_server_certificate_the_ca_bundle_does_not_trust_fails_at_once(
+        sandbox: Any, tmp_path: Path) -> None:
+    """Another CA (not the sandbox's): one attempt, and the message says how to fix it."""
+    other = tmp_path / "other-ca"
+    other_ca = ensure_certificates(other)
+    client = _client(sandbox, ca_bundle=str(other_ca))
+    sandbox.clear_ledger()
+    with pytest.raises(TLSTrustError, match=r"\(certificate not trusted\): set ca_bundle"):
+        client.describe("Contact")
+    assert client.authenticator.token_requests == 1
+    assert sandbox.ledger()["total"] == 0  # the handshake failed: nothing reached the API

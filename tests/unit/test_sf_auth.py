@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from target_salesforce_crm import auth
 from target_salesforce_crm.auth import SalesforceAuthenticator
-from target_salesforce_crm.errors import AuthenticationError
+from target_salesforce_crm.errors import AuthenticationError, TLSTrustError
 
 AUTH_URL = "https://login.example.test"
 TOKEN_URL = f"{AUTH_URL}/services/oauth2/token"
@@ -277,3 +277,17 @@ def test_a_token_reply_naming_an_http_instance_is_refused(requests_mock: Any) ->
     assert ("answered instance_url http://org.example.test, which is not https://; the access "
             "token is not sent there") in str(refused.value)
     assert requests_mock.call_count == 1  # the token request only: nothing sent to the instance
+
+
+def test_an_untrusted_certificate_is_named_at_once_not_retried(
+        requests_mock: Any, no_sleep: list[float]) -> None:
+    requests_mock.post(TOKEN_URL, exc=requests.exceptions.SSLError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"))
+    authenticator = SalesforceAuthenticator.from_config(
+        {"auth_url": AUTH_URL, "client_id": "c", "client_secret": "S3cr3t-client",
+         "max_retries": 5})
+    with pytest.raises(TLSTrustError) as refused:
+        authenticator.session()
+    assert str(refused.value).startswith(
+        "TLS verification of login.example.test failed (certificate not trusted): set ca_bundle")
+    assert (requests_mock.call_count, no_sleep) == (1, [])
