@@ -99,3 +99,17 @@ def test_about_and_input_still_work(sandbox: Any, tmp_path: Path) -> None:
               "--input", str(messages))
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout == ""  # a dry run emits no STATE
+
+
+def test_a_feed_dir_that_takes_no_file_fails_although_access_says_writable(
+    sandbox: Any, tmp_path: Path,
+) -> None:
+    """sysfs: `os.access` answers writable to root, yet no file can be created there."""
+    folder = Path("/sys/kernel")
+    config = config_for(sandbox, tmp_path / "out", feed_dir=str(folder))
+    answer = cli(config, tmp_path, "--test")
+    assert answer.returncode == 1
+    assert last_line(answer.stderr) == (
+        f"Connection test failed: Setting feed_dir: cannot create a file in folder {folder} "
+        "(Permission denied); fix its permissions or point feed_dir elsewhere.")
+    assert "Traceback" not in answer.stderr

@@ -32,6 +32,8 @@ DEFAULT_SFTP_PORT = 22
 DEFAULT_SFTP_PATH = "/{dataset}/inbound"
 CONNECT_TIMEOUT_SECONDS = 30
 MAX_NAME_ATTEMPTS = 120
+# `--test` proves feed_dir takes a file with one of these, removed at once.
+PROBE_PREFIX = ".target-personalization-probe-"
 
 
 class DeliveryError(PersonalizationError):
@@ -52,7 +54,7 @@ class Destination(Protocol):
         """Where files go, for logs (never a secret)."""
 
     def check(self) -> None:
-        """Prove the destination takes files, without putting one there (DeliveryError)."""
+        """Prove the destination takes files, leaving none there (DeliveryError)."""
 
     def close(self) -> None:
         """Remove anything temporary."""
@@ -73,9 +75,16 @@ class LocalFolder:
         if not self.folder.is_dir():
             raise DeliveryError(f"Setting feed_dir: folder {self.folder} does not exist; create "
                                 "it or point feed_dir at the dataset's inbound folder.")
-        if not os.access(self.folder, os.W_OK | os.X_OK):
-            raise DeliveryError(f"Setting feed_dir: folder {self.folder} is not writable for "
-                                "this user; fix its permissions or point feed_dir elsewhere.")
+        # A probe file, not os.access: access() says yes to root on a read-only share, and
+        # the run would then die at its first delivery. The dot name matches no feed pattern.
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=PROBE_PREFIX):
+                pass
+        except OSError as exc:
+            raise DeliveryError(
+                f"Setting feed_dir: cannot create a file in folder {self.folder} "
+                f"({exc.strerror or type(exc).__name__}); fix its permissions or point "
+                "feed_dir elsewhere.") from None
 
     def deliver(self, files: list[SealedFile]) -> list[str]:
         return [self._place(sealed) for sealed in files]
