@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 
 import requests
-from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
 
 class PersonalizationError(Exception):
@@ -61,5 +61,10 @@ def plain_errors(logger: logging.Logger) -> Iterator[None]:
     try:
         yield
     except PersonalizationError as exc:
+        logger.error("%s", exc)
+        sys.exit(1)
+    except ConfigValidationError as exc:  # e.g. `--test`, where singer-sdk lets it through
+        for problem in exc.errors:
+            logger.error("%s", problem)
         logger.error("%s", exc)
         sys.exit(1)

@@ -490,6 +490,26 @@ def test_cli_connection_test_explains_a_wrong_token(
     assert SECRET not in caplog.text
 
 
+def test_cli_connection_test_names_a_bad_setting_without_a_traceback(
+    requests_mock: rm.Mocker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeApi(requests_mock, users=[user(1)])
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({**make_config(), "page_size": "lots"}))
+
+    with caplog.at_level(logging.ERROR):
+        result = CliRunner().invoke(
+            TapPersonalization.cli, ["--config", str(config_file), "--test"]
+        )
+
+    assert result.exit_code == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "'lots' is not of type 'integer', 'null' in config['page_size']",
+        "Config validation failed"]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert api.calls == []
+
+
 # --- settings --------------------------------------------------------------------------------
 
 
