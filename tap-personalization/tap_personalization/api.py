@@ -29,6 +29,7 @@ from tap_personalization.auth import (
     token_authenticator,
 )
 from tap_personalization.errors import (
+    EventBusyError,
     EventRejectedError,
     PersonalizationAuthError,
     PersonalizationConfigError,
@@ -246,8 +247,8 @@ class PersonalizationClient:
         def busy_is_retryable(response: requests.Response) -> None:
             body = json_body(response)
             if isinstance(body, dict) and body.get("errorCode") == EVENT_BUSY:
-                msg = f"event API busy (errorCode 3) on {request_label(response.request)}"
-                raise RetriableAPIError(msg, response)
+                msg = f"{EventBusyError.reason} on {request_label(response.request)}"
+                raise EventBusyError(msg, response)
 
         response = self.request(
             "POST",

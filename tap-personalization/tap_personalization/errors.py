@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 
 import requests
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
 
 class PersonalizationError(Exception):
@@ -30,6 +30,12 @@ class PersonalizationAuthError(PersonalizationError, FatalAPIError):
 
 class PersonalizationRequestError(PersonalizationError, FatalAPIError):
     """The API rejected the request or answered something that is not the documented shape."""
+
+
+class EventBusyError(RetriableAPIError):
+    """The Event API answered HTTP 200 with errorCode 3 ("busy"): retried like a 503."""
+
+    reason = "event API busy (errorCode 3)"
 
 
 class PersonalizationUnavailableError(PersonalizationError):

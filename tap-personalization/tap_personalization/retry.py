@@ -24,6 +24,7 @@ import requests
 from singer_sdk.exceptions import RetriableAPIError
 
 from tap_personalization.errors import (
+    EventBusyError,
     PersonalizationTLSError,
     PersonalizationUnavailableError,
     request_label,
@@ -110,6 +111,8 @@ def is_permanent(exc: BaseException) -> bool:
 
 def describe_failure(exc: BaseException | None) -> str:
     """What went wrong in a few words: the HTTP status, or the root network reason."""
+    if isinstance(exc, EventBusyError):  # HTTP 200: the failure is in the body
+        return EventBusyError.reason
     response = getattr(exc, "response", None)
     if response is not None:
         return f"HTTP {response.status_code} {response.reason}"

@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -331,6 +332,7 @@ def test_event_run_posts_one_event_per_user_and_feeds_the_rest(
 
 def test_events_of_one_user_keep_input_order_and_busy_is_retried(
     api: FakeApi, inbound: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     api.event_codes["u-000001"] = [3]  # busy once: retried by the client
     api.mocker.get(USERS_URL, json=FakeApi._pages(USERS + [
@@ -343,9 +345,12 @@ def test_events_of_one_user_keep_input_order_and_busy_is_retried(
         messages += [contact(20 + 3 * n + k, f"p{3 * n + k}@example.com") for k in range(3)]
     config = make_config(tmp_path, inbound, delivery="event_api", event_concurrency=4,
                          page_size=50)
-    run(config, messages, inbound, monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        run(config, messages, inbound, monkeypatch)
     ada = [e["user"]["attributes"]["crmTitle"] for e in api.events if e["user"]["id"] == "u-000001"]
     assert ada == ["Title 0", "Title 0", "Title 1", "Title 2", "Title 3"]  # retry, then in order
+    [retry] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Retrying")]
+    assert retry.endswith("after attempt 1: event API busy (errorCode 3)")  # not "HTTP 200 OK"
     assert api.max_in_flight <= 4
     assert report_of(config)["objects"]["Contact"]["written"] == 16
 
