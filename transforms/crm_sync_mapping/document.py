@@ -4,7 +4,10 @@ Every later check reports "file:line:column", so the YAML is read in ruamel.yaml
 round-trip mode (which records the position of every key and item) and converted to
 plain dicts, lists and scalars plus a table of positions keyed by the path of each value.
 Syntax errors and duplicate keys (which plain YAML loaders silently collapse) are
-problems here.
+problems here, and so are aliases that expand without bound: YAML composes an alias as a
+reference, so a few hundred bytes of nested aliases (a "billion laughs" file) mean billions
+of values once walked, and an anchor used inside itself never ends. The composed graph is
+measured before anything walks it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from crm_sync_mapping.problems import Problem
 
 Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
+
+# A real mapping file holds a few hundred values and nests a handful of levels.
+MAX_EXPANDED_VALUES = 100_000
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -67,6 +74,8 @@ def read_document(text: str, file: str) -> Document:
     yaml.allow_duplicate_keys = True
     try:
         node = yaml.compose(text)
+        if node is not None and not _bounded(node, document):
+            return document
         data = yaml.load(text)
     except MarkedYAMLError as error:
         document.problem(_mark(error), _syntax_message(error))
@@ -80,6 +89,49 @@ def read_document(text: str, file: str) -> Document:
     document.value_positions[()] = (1, 1)
     document.data = _plain(data, (), document)
     return document
+
+
+def _bounded(root: Node, document: Document) -> bool:
+    """Whether the document stays small once its aliases are expanded (else a problem).
+
+    Counts every value as a walk would meet it (a node reached again is an alias), without
+    walking more than the limit: a 400-byte alias bomb is refused in microseconds.
+    """
+    count = 0
+    seen: set[int] = set()
+    first_alias: Node | None = None
+    stack: list[tuple[Node, int, frozenset[int]]] = [(root, 1, frozenset())]
+    while stack:
+        node, depth, inside = stack.pop()
+        if id(node) in inside:
+            document.problem(_at(node), "an anchor is used inside itself (a YAML alias "
+                             "to its own value): the value never ends; write it out instead")
+            return False
+        if id(node) in seen and first_alias is None:
+            first_alias = node
+        seen.add(id(node))
+        count += 1
+        if count > MAX_EXPANDED_VALUES or depth > MAX_DEPTH:
+            culprit = first_alias or node
+            limit = (f"more than {MAX_EXPANDED_VALUES:,} values" if count > MAX_EXPANDED_VALUES
+                     else f"more than {MAX_DEPTH} levels")
+            document.problem(_at(culprit), (
+                f"YAML aliases expand this file to {limit} (first repeated anchor here); a "
+                "mapping file needs far fewer: write the values out or use fewer aliases"))
+            return False
+        children: list[Node] = []
+        if isinstance(node, MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, SequenceNode):
+            children = list(node.value)
+        if children:
+            path = inside | {id(node)}
+            stack.extend((child, depth + 1, path) for child in children)
+    return True
+
+
+def _at(node: Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _mark(error: MarkedYAMLError) -> Position:
