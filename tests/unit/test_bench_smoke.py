@@ -132,12 +132,14 @@ def test_history_keeps_every_results_file_and_details_only_the_newest(
     (tmp_path / "results" / f"2000-01-01-{USERS}.json").write_text(json.dumps(older))
     (tmp_path / "results" / f"2999-01-01-{USERS}.json").write_text(json.dumps(data))
     met = sum(goal["met"] is True for goal in data["goals"])
+    # the smoke run's own timing goals may or may not be met on a loaded machine
+    older_met = sum(goal["met"] is True for goal in older["goals"])
 
     readme.write(tmp_path / "README.md", tmp_path / "results")
 
     text = (tmp_path / "README.md").read_text()
     history = text.split("### History", 1)[1]
-    assert f"| {USERS} | `2000-01-01-{USERS}.json` | {met - 1} / {len(data['goals'])} | 0.12x " \
+    assert f"| {USERS} | `2000-01-01-{USERS}.json` | {older_met} / {len(data['goals'])} | 0.12x " \
            "| bulk_job +38 |" in history
     assert f"| {USERS} | `2999-01-01-{USERS}.json` | {met} / {len(data['goals'])} |" in history
     assert history.index("2000-01-01") < history.index("2999-01-01")
