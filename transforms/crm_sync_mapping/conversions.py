@@ -166,9 +166,17 @@ def _epoch_ms(value: Any, conversion: str) -> datetime:
 
 
 def _format_datetime(moment: datetime) -> str:
-    """Salesforce's own datetime form: UTC, milliseconds, `Z`."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """Salesforce's own datetime form: UTC, milliseconds, `Z`, a four-digit year.
+
+    `%Y` writes year 1 as `1` on Linux, so the year is padded by hand; a time at the edge of
+    the calendar (9999-12-31T23:30:00-01:00) has no UTC form and is an invalid value.
+    """
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidValue(f"{moment.isoformat()} is outside the years 1 to 9999 in UTC") from None
+    return (f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.")
+            + f"{moment.microsecond // 1000:03d}Z")
 
 
 def _epoch_ms_to_datetime(value: Any) -> str:
