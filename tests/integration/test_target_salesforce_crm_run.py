@@ -47,19 +47,25 @@ def test_a_run_built_without_a_target_matches_writes_and_accounts_for_every_reco
         Pending(1, {"id": "u-2", "emailAddress": "nobody@example.com"}),
         Pending(2, {"id": "u-3"}, problem="'emailAddress' is a required property"),
         Pending(3, {"id": "u-4", "emailAddress": "two@example.com", "engagementScore": 3}),
+        # a valid ISO time with no UTC form: a reject of its own, not the end of the run
+        Pending(4, {"id": "u-5", "emailAddress": "one@example.com",
+                    "lastActivity": "9999-12-31T23:30:00-01:00"}),
     ])
     run.settle(close=True)
-    run.finish(fail_on_rejects=1)
+    run.finish(fail_on_rejects=5)
 
     scores = {row["Id"]: row["Personalization_Engagement_Score__c"]
               for row in records(sf, "Contact", "Id,Personalization_Engagement_Score__c")}
     assert scores == {first: 7, second: 3}
     contact = run.report.objects["Contact"]
-    assert (contact.candidates, contact.updated, contact.unmatched) == (3, 2, 1)
+    assert (contact.candidates, contact.updated, contact.unmatched) == (4, 2, 1)
+    assert dict(contact.rejected) == {"INVALID_VALUE": 1}
     assert run.report.streams["users"].invalid == 1
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["status"] == "succeeded"
-    [reject] = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").open()]
-    assert (reject["key"], reject["code"]) == ("u-3", "INVALID_RECORD")
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").open()]
+    assert [(r["key"], r["code"]) for r in rejects] == [
+        ("u-3", "INVALID_RECORD"), ("u-5", "INVALID_VALUE")]
+    assert "outside the years 1 to 9999 in UTC" in rejects[1]["message"]
     ledger = kinds(sf)
     assert (ledger["describe"], ledger["soap_query"], ledger["bulk_batch"]) == (1, 1, 1)
