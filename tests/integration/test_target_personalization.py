@@ -317,3 +317,21 @@ def test_untrusted_certificate_is_explained(sandbox: Any, tmp_path: Path) -> Non
     answer = cli(config, tmp_path, MELTANO_TEST)
     assert answer.returncode == 1
     assert "set ca_bundle" in answer.stderr.strip().splitlines()[-1]
+
+
+def test_a_record_without_its_key_property_is_one_reject(sandbox: Any, tmp_path: Path) -> None:
+    """singer-sdk stops the run (MissingKeyPropertiesError); here it is one INVALID_RECORD."""
+    sandbox.admin("POST", "users", json=USERS)
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api")
+    run_target(config, [
+        CONTACTS,
+        rec("contacts", Email="ada@example.com", Title="CTO", Department=None,
+            LeadSource=None, IsDeleted=False),  # no Id
+        rec("contacts", Id=CONTACT_C, Email=None, Title="CFO", Department=None,
+            LeadSource=None, IsDeleted=False),
+    ])
+    [reject] = rejects(config)
+    assert (reject["outcome"], reject["reason"]) == ("rejected", "invalid_record")
+    assert "it has no 'Id' (the stream's key_properties)" in reject["message"]
+    assert user(sandbox, "u-000003")["attributes"]["crmTitle"] == "CFO"
+    assert "crmTitle" not in user(sandbox, "u-000001")["attributes"]

@@ -831,3 +831,21 @@ def test_meltano_config_test_checks_connection_and_permissions(
                                            "access": "read"})
     with pytest.raises(PreflightError, match=r"grant Edit on Account\.Personalization_Segments"):
         run_target(config_for(sf, tmp_path), MELTANO_TEST_MESSAGES)
+
+
+def test_a_record_without_its_key_property_is_one_reject(sf: Any, tmp_path: Path) -> None:
+    """singer-sdk stops the run (MissingKeyPropertiesError); here it is one INVALID_RECORD."""
+    [contact_id] = seed(sf, "Contact", [{"LastName": "One", "Email": "one@example.com"}])
+    keyless = user(2, "two@example.com")
+    del keyless["id"]
+    cfg = config_for(sf, tmp_path, fail_on_rejects=1)
+    run_target(cfg, singer("users", USER_SCHEMA, [keyless, user(1, "one@example.com")],
+                           {"bookmark": 1}))
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "succeeded"
+    [reject] = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").open()]
+    assert reject["code"] == "INVALID_RECORD"
+    assert "it has no 'id' (the stream's key_properties)" in reject["message"]
+    [row] = records(sf, "Contact", "Id,Personalization_User_Id__c")
+    assert (row["Id"], row["Personalization_User_Id__c"]) == (contact_id, "u-000001")

@@ -54,15 +54,25 @@ class MappedSink(RecordSink):
     def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         super().__init__(target, *args, **kwargs)
         self.run = cast(SyncTarget, target).run
+        self._missing_keys: list[str] = []
 
     def get_validator(self) -> JSONSchemaValidator | None:
         if not self.validate_schema:
             return None
         return RecordingValidator(self.schema, validate_formats=self.validate_field_string_format)
 
+    def _singer_validate_message(self, record: dict) -> None:
+        """A record without its key properties is a reject (singer-sdk would stop the run)."""
+        self._missing_keys = [name for name in self.key_properties if name not in record]
+
     def process_record(self, record: dict, context: dict) -> None:
         validator = self._validator
         problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
+        if self._missing_keys:
+            names = ", ".join(repr(name) for name in self._missing_keys)
+            problem = "; ".join(filter(None, (problem, f"it has no {names} (the stream's "
+                                                       "key_properties)")))
+            self._missing_keys = []
         self.run.process(self.stream_name, record, problem)
 
 
@@ -80,6 +90,9 @@ class IgnoredSink(RecordSink):
     def get_validator(self) -> JSONSchemaValidator | None:
         """No validation: the records are not used, so their shape cannot fail the run."""
         return None
+
+    def _singer_validate_message(self, record: dict) -> None:
+        """Nor their key properties."""
 
     def process_record(self, record: dict, context: dict) -> None:
         self.run.ignore(self.stream_name)

@@ -7,14 +7,16 @@ decides and writes every drain.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from singer_sdk import Target
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import JSONSchemaValidator
 
 from target_salesforce_crm.target.validation import (
     Pending,
     RecordingValidator,
+    missing_keys,
     plain_record,
     read_properties,
 )
@@ -42,9 +44,9 @@ class IgnoredSink(BatchSink):
 
     MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
 
-    def __init__(self, target: RunningTarget, *args: Any, **kwargs: Any) -> None:
-        super().__init__(target, *args, **kwargs)  # type: ignore[arg-type]
-        self.run = target.run
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.run = cast(RunningTarget, target).run
         self.run.report.stream(self.stream_name).ignored = True
         self.logger.info("Stream '%s' is not in the mapping: its records are ignored",
                          self.stream_name)
@@ -52,6 +54,9 @@ class IgnoredSink(BatchSink):
     def get_validator(self) -> None:
         """Records that go nowhere are not validated: a bad one must not stop the run."""
         return None
+
+    def _singer_validate_message(self, record: dict) -> None:
+        """Nor are their key properties checked."""
 
     def process_record(self, record: dict, context: dict) -> None:
         self.run.report.stream(self.stream_name).records += 1
@@ -65,9 +70,10 @@ class MappedSink(BatchSink):
 
     MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
 
-    def __init__(self, target: RunningTarget, *args: Any, **kwargs: Any) -> None:
-        super().__init__(target, *args, **kwargs)  # type: ignore[arg-type]
-        self.run = target.run
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.run = cast(RunningTarget, target).run
+        self._missing_keys: str | None = None
         self.run.report.stream(self.stream_name)
         self.run.streams_seen.add(self.stream_name)
         self.read = read_properties(self.run.mapping.for_stream(self.stream_name))
@@ -77,9 +83,16 @@ class MappedSink(BatchSink):
             return None
         return RecordingValidator(self.schema, validate_formats=self.validate_field_string_format)
 
+    def _singer_validate_message(self, record: dict) -> None:
+        """A record without its key properties is a reject, not the end of the run."""
+        self._missing_keys = missing_keys(record, self.key_properties)
+
     def process_record(self, record: dict, context: dict) -> None:
         validator = self._validator
         problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
+        if self._missing_keys is not None:
+            problem = "; ".join(filter(None, (problem, self._missing_keys)))
+            self._missing_keys = None
         pending: list[Pending] = context.setdefault("records", [])
         kept = {name: value for name, value in record.items() if name in self.read}
         pending.append(Pending(len(pending), plain_record(kept), problem))

@@ -129,6 +129,19 @@ def compiled_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bool] |
     return passes
 
 
+def missing_keys(record: dict[str, Any], key_properties: Sequence[str]) -> str | None:
+    """Why a record breaks the Singer spec for its stream's key_properties, or None.
+
+    singer-sdk raises `MissingKeyPropertiesError` and stops the run; here the record is
+    held like any other invalid record and becomes an INVALID_RECORD reject.
+    """
+    missing = [name for name in key_properties if name not in record]
+    if not missing:
+        return None
+    return (f"it has no {', '.join(repr(name) for name in missing)} (the stream's "
+            "key_properties)")
+
+
 def read_properties(objects: Sequence[Any]) -> frozenset[str]:
     """Top-level properties the mapping of a stream reads: all a drain needs to keep.
 
