@@ -10,14 +10,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from singer_sdk.testing import get_target_test_class
+from support.standard_target import standard_target_tests
 from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 REPO = Path(__file__).resolve().parents[2]
 
-TestTargetSalesforceCRMStandard = get_target_test_class(
+TestTargetSalesforceCRMStandard = standard_target_tests(
     TargetSalesforceCRM,
-    config={
+    {
         "mapping_file": str(REPO / "transforms" / "personalization-to-crm.yml"),
         "output_dir": str(Path(tempfile.gettempdir()) / "target-salesforce-crm-standard-tests"),
         "auth_url": "https://127.0.0.1:9",
