@@ -52,10 +52,7 @@ from tap_personalization.target.changes import (
     record_key,
 )
 from tap_personalization.target.delivery import Destination, destination_for
-from tap_personalization.target.feeds import (
-    FeedWriter,
-    SealedFile,
-)
+from tap_personalization.target.feeds import FeedWriter, SealedFile
 from tap_personalization.target.identity import IdentityIndex, export_rows
 from tap_personalization.target.report import (
     PlannedFile,
@@ -118,9 +115,9 @@ class SyncRun:
         self._destination: Destination | None = None
         self.users = UserWrites(
             mapping, self.report, self._refuse, users=self._users_index,
-            index=lambda: self.index, staging_dir=lambda: self.staging_dir,
-            new_client=self.new_client, config=config, delivery=self.delivery,
-            dry_run=self.dry_run, sample_size=self.sample_size, compressed=self.compressed,
+            staging_dir=lambda: self.staging_dir, new_client=self.new_client, config=config,
+            delivery=self.delivery, dry_run=self.dry_run, sample_size=self.sample_size,
+            compressed=self.compressed,
         )
         self.accounts = AccountWrites(
             mapping, self.report, self._refuse, accounts=self._accounts_index,

@@ -48,16 +48,14 @@ class UserWrites:
 
     def __init__(
         self, mapping: ReverseMapping, report: RunReport, refuse: Refuse, *,
-        users: Callable[[], IdentityIndex], index: Callable[[], IdentityIndex],
-        staging_dir: Callable[[], Path], new_client: Callable[[], PersonalizationClient],
-        config: Mapping[str, Any],
+        users: Callable[[], IdentityIndex], staging_dir: Callable[[], Path],
+        new_client: Callable[[], PersonalizationClient], config: Mapping[str, Any],
         delivery: str, dry_run: bool, sample_size: int, compressed: bool,
     ) -> None:
         self.mapping = mapping
         self.report = report
         self._refuse = refuse
         self._users = users
-        self._index = index
         self._staging_dir = staging_dir
         self._new_client = new_client
         self.config = config
@@ -81,7 +79,7 @@ class UserWrites:
                                      compressed=self.compressed)
         return self.writer
 
-    def deliver(self, change: UserChange) -> None:  # `users` loads the export, `index` not
+    def deliver(self, change: UserChange) -> None:
         """Find the user, then write a feed row or queue an event (per `delivery`)."""
         index = self._users()
         resolution = index.resolve(change.identities, change.normalizers)
@@ -156,7 +154,7 @@ class UserWrites:
                 {"errorCode": outcome.rejection.code, "userId": event.user_id}))
             return
         self.report.objects[change.sobject].written += 1
-        self._index().learn(event.user_id, event.links)
+        self._users().learn(event.user_id, event.links)  # loaded by `deliver` already
 
 
 class AccountWrites:
