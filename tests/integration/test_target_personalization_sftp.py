@@ -113,6 +113,7 @@ def config_for(sandbox: Any, server: SftpServer, tmp_path: Path, **overrides: An
         "sftp_host": "127.0.0.1", "sftp_port": server.port, "sftp_username": USERNAME,
         "sftp_password": PASSWORD, "sftp_known_hosts": str(server.known_hosts),
         "sftp_path": "/inbound", "output_dir": str(tmp_path / "out"), "max_retries": 2,
+        "fingerprint_db": str(tmp_path / "fingerprints.sqlite"),
     }
     config.update(overrides)
     return config
