@@ -135,7 +135,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     stream = None
     with running(data_dir, seeded.folder) as servers:
-        if "target" in args.paths:
+        if {"target", "reverse"} & set(args.paths):  # reverse: its echo forward sync
             stream = dataset.users_stream(args.work_dir, seeded, servers["personalization"],
                                           scratch)
         ctx = Context(seeded, data_dir, scratch, servers, stream, repeat)

@@ -82,12 +82,34 @@ def per_size(size: int, paths: dict[str, Any]) -> list[dict[str, Any]]:
             "tap-salesforce-crm API calls = minimum",
             f"{calls['actual_total']} vs {calls['minimum_total']}", calls["at_minimum"],
             _excess(calls)))
+        goals += _echo_goals(reverse.get("echo"))
     for plugin, peak in peak_rss(paths).items():
         binding = size >= RSS_BUDGET_SIZE
         goals.append(_goal(f"{plugin} peak RSS < 300 MB", f"{peak:.0f} MB",
                            peak < RSS_BUDGET_MB,
                            "" if binding else "the budget is set for 1M records"))
     return goals
+
+
+def _echo_goals(echo: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Two-way sync without echoes: nothing re-sent after a forward sync, exactly the changes."""
+    if not echo:
+        return []
+    after, feed, events = echo["after_forward"], echo["changed_feed"], echo["changed_events"]
+    written = echo["forward_sync"]["contacts_written"]
+    changed = echo["changed_per_step"]
+    return [
+        _goal("target-personalization after a forward sync: 0 feed rows, 0 events",
+              f"{after['feed_rows']} rows, {after['events']} events",
+              echo["met"]["after_forward_nothing_sent"],
+              f"forward sync wrote {written:,} contacts; {after['unchanged_records']:,} "
+              "records unchanged"),
+        _goal("target-personalization sends exactly the changed records",
+              f"{feed['feed_rows']} rows / {events['events']} events for {changed} + "
+              f"{changed} changed contacts",
+              echo["met"]["changed_feed_exact"] and echo["met"]["changed_events_exact"],
+              "feed run, then event_api run"),
+    ]
 
 
 def _series(results: dict[int, dict[str, Any]], path: str,

@@ -111,6 +111,25 @@ def test_reverse_path_applied_feed_rows(results: tuple[dict[str, Any], Path]) ->
     assert reverse["api_calls"]["salesforce"]["actual"]["oauth"] == 1
 
 
+def test_reverse_path_sends_no_echo_after_a_forward_sync(
+        results: tuple[dict[str, Any], Path]) -> None:
+    echo = results[0]["paths"]["reverse"]["echo"]
+    assert echo["forward_sync"]["contacts_written"] > 0
+    assert echo["baseline"]["feed_rows"] > 0
+    after = echo["after_forward"]
+    assert (after["feed_rows"], after["events"]) == (0, 0)
+    assert after["unchanged_records"] == echo["baseline"]["feed_rows"]
+    assert after["tap_records"] == echo["baseline"]["tap_records"]  # everything read again
+    changed = echo["changed_per_step"]
+    assert (echo["changed_feed"]["feed_rows_by_feed"], echo["changed_feed"]["events"]) == (
+        {"user": changed}, 0)
+    assert (echo["changed_events"]["feed_rows"], echo["changed_events"]["events"]) == (
+        0, changed)
+    goals = {goal["goal"]: goal["met"] for goal in results[0]["goals"]}
+    assert goals["target-personalization after a forward sync: 0 feed rows, 0 events"] is True
+    assert goals["target-personalization sends exactly the changed records"] is True
+
+
 def test_readme_block_lists_the_run(results: tuple[dict[str, Any], Path]) -> None:
     text = (results[1] / "README.md").read_text()
     assert "<!-- results:start" in text
