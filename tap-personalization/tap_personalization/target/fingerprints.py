@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tap_personalization.errors import PersonalizationError
+
 DEFAULT_FINGERPRINT_DB = ".cache/fingerprints/target-personalization.sqlite"
 USER, ACCOUNT, SEGMENT = "user", "account", "segment"
 
@@ -74,7 +76,7 @@ _UPSERT = (
 )
 
 
-class FingerprintStoreError(Exception):
+class FingerprintStoreError(PersonalizationError):
     """The fingerprint file cannot be used; the message names the setting."""
 
 
@@ -87,7 +89,8 @@ def value_hash(value: Any) -> str:
 class FingerprintStore:
     """SQLite-backed; opened on first use, so a run that writes nothing creates no file.
 
-    `readonly` (dry runs) never creates the file and never records.
+    `readonly` (dry runs) never creates the file and never records, nor settles: values
+    waiting in a file no real run has settled yet count as changed in a dry run.
     """
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:

@@ -44,6 +44,8 @@ class UnchangedFilter:
         return self._scope_value
 
     def _settle(self, scope: str) -> None:
+        if self.store.readonly:  # a dry run records nothing, so it need not look
+            return
         files = self.store.awaiting_files(scope)
         if not files:
             return
