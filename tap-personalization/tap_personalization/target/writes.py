@@ -136,7 +136,10 @@ class UserWrites:
                    values: dict[str, Any], links: tuple[tuple[str, str], ...]) -> None:
         stats = self.report.objects[change.sobject]
         rows = self._feed().write([user_id], values)
-        stats.written += 1  # a value to write is never blank: every row has a cell
+        if not rows:
+            stats.skipped[SKIP_NOTHING_TO_WRITE] += 1
+            return
+        stats.written += 1
         stage_rows(self.unchanged, USER, user_id, change.values, rows)
         index.learn(user_id, links)
         self._sample(index, change, user_id, values)
