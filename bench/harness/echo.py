@@ -88,7 +88,9 @@ def _sent(result: dict[str, Any], report: Path) -> dict[str, Any]:
         "tap_records": result["tap_records"],
         "salesforce_calls": result["salesforce_calls"],
         "wall_s": result["wall_s"],
+        "tap_cpu_s": result["tap"]["cpu_s"],
         "target_cpu_s": result["target"]["cpu_s"],
+        "sandbox_cpu_s": result["sandbox_cpu_s"],
     }
 
 
