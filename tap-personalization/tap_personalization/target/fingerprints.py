@@ -33,6 +33,7 @@ from typing import Any
 from tap_personalization.errors import PersonalizationError
 
 DEFAULT_FINGERPRINT_DB = ".cache/fingerprints/target-personalization.sqlite"
+STAGE_CHUNK = 1000  # staged values held in memory before they go to the TEMP table
 USER, ACCOUNT, SEGMENT = "user", "account", "segment"
 
 _SCHEMA = """
@@ -98,6 +99,7 @@ class FingerprintStore:
         self.readonly = readonly
         self._db: sqlite3.Connection | None = None
         self._opened = False
+        self._staged: list[tuple[str, str, str, str, str]] = []
 
     def _connect(self) -> sqlite3.Connection | None:
         if self._opened:
@@ -144,17 +146,24 @@ class FingerprintStore:
 
     def stage(self, part: str, kind: str, entity: str, hashes: Mapping[str, str]) -> None:
         """Values written into a feed file not yet delivered (`part`: its temporary path)."""
-        db = None if self.readonly else self._connect()
-        if db is None or not hashes:
+        if self.readonly:
             return
-        self._run(db, "INSERT INTO staged VALUES (?, ?, ?, ?, ?)",
-                  [(part, kind, entity, name, digest) for name, digest in hashes.items()])
+        self._staged.extend((part, kind, entity, name, digest) for name, digest in hashes.items())
+        if len(self._staged) >= STAGE_CHUNK:
+            self._flush_staged()
+
+    def _flush_staged(self) -> None:
+        db = self._connect()
+        if db is not None and self._staged:
+            self._run(db, "INSERT INTO staged VALUES (?, ?, ?, ?, ?)", self._staged)
+        self._staged = []
 
     def delivered(self, scope: str, files: Iterable[tuple[str, str]]) -> None:
         """Files now in the inbound folder (temporary path, final name): their rows await."""
         db = None if self.readonly else self._connect()
         if db is None:
             return
+        self._flush_staged()
         for part, name in files:
             self._run(db, "INSERT INTO awaiting SELECT ?, ?, kind, entity, attribute, value_hash "
                           "FROM staged WHERE part = ? ORDER BY rowid", [(scope, name, part)])
