@@ -1,5 +1,5 @@
-"""Regenerate the results part of bench/README.md: the newest JSON of each size in full,
-the headline numbers of every older one.
+"""Regenerate the results part of bench/README.md: the newest result of each path and size
+in full, the headline numbers of every results file.
 
 Only the block between the two markers is rewritten, so the hand-written parts (how to run,
 what the columns mean, findings) stay as they are.
@@ -34,8 +34,21 @@ def result_files(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def latest_by_size(files: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The newest result file per size."""
-    latest = {int(data["size"]): data for data in files}
+    """Per size, the newest result of each path (`files` oldest first), with its goals.
+
+    A run of some paths only (`--only reverse` on a later day) replaces those paths and
+    leaves the others' newest results in place; the Runs table says when each was measured
+    and `sources` names the files they come from.
+    """
+    latest: dict[int, dict[str, Any]] = {}
+    for data in files:
+        entry = latest.setdefault(int(data["size"]), {"paths": {}, "sources": {}})
+        entry.update({key: value for key, value in data.items() if key != "paths"})
+        for name, section in data["paths"].items():
+            entry["paths"][name] = section
+            entry["sources"][name] = data["file"]
+    for size, entry in latest.items():
+        entry["goals"] = goals.per_size(size, entry["paths"])
     return dict(sorted(latest.items()))
 
 
@@ -301,7 +314,8 @@ def render(files: list[dict[str, Any]]) -> str:
     lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, "
              f"{machine['memory_gb']} GB RAM, Python {machine['python']}, "
              f"{machine['platform']}. Files: "
-             + ", ".join(f"`results/{r['file']}`" for r in results.values()) + ".", ""]
+             + ", ".join(f"`results/{name}`" for name in dict.fromkeys(
+                 name for r in results.values() for name in r["sources"].values())) + ".", ""]
     sections = (
         ("Runs", _runs_section), ("Goals", _goals_section),
         ("Target path: users stream → target-salesforce-crm, and the floor",

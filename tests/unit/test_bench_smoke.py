@@ -167,6 +167,24 @@ def test_history_keeps_every_results_file_and_details_only_the_newest(
     assert f"`results/2999-01-01-{USERS}.json`" in details
 
 
+def test_a_run_of_one_path_keeps_the_other_paths_newest_results(
+        results: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    data, _ = results
+    older = json.loads(json.dumps(data))
+    older["paths"]["target"]["ratios"]["vs_target_csv_net"] = 0.123
+    reverse_only = {**json.loads(json.dumps(data)), "paths": {"reverse": data["paths"]["reverse"]}}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / f"2000-01-01-{USERS}.json").write_text(json.dumps(older))
+    (tmp_path / "results" / f"2999-01-01-{USERS}.json").write_text(json.dumps(reverse_only))
+
+    readme.write(tmp_path / "README.md", tmp_path / "results")
+
+    details = (tmp_path / "README.md").read_text().split("### History", 1)[0]
+    assert "**0.12x**" in details  # the target path's newest result is the older file's
+    assert f"`results/2000-01-01-{USERS}.json`, `results/2999-01-01-{USERS}.json`" in details
+    assert "target-salesforce-crm >= 0.5x target-csv throughput | 0.123 |" in details
+
+
 def test_bad_size_is_a_one_line_error(tmp_path: Path) -> None:
     done = _bench(tmp_path, "--size", "ten")
     assert done.returncode == 2

@@ -136,6 +136,17 @@ class FingerprintStore:
         except sqlite3.Error as exc:
             raise self._error("cannot be read", exc) from None
 
+    def holds(self, scope: str) -> bool:
+        """Whether anything was ever confirmed for this dataset (a first sync: no)."""
+        db = self._connect()
+        if db is None:
+            return False
+        try:
+            found = db.execute("SELECT 1 FROM delivered WHERE scope = ? LIMIT 1", (scope,))
+            return found.fetchone() is not None
+        except sqlite3.Error as exc:
+            raise self._error("cannot be read", exc) from None
+
     def confirm(self, scope: str, kind: str, entity: str, hashes: Mapping[str, str]) -> None:
         """Values Personalization accepted (Event API errorCode 0); committed by `commit`."""
         db = None if self.readonly else self._connect()

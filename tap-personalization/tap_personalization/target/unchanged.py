@@ -34,6 +34,7 @@ class UnchangedFilter:
         #: Earlier runs' feed files by where this run found them (for the report).
         self.settled: Counter[str] = Counter()
         self._scope_value: str | None = None
+        self._holds_any = True  # until the store says otherwise
 
     @property
     def scope(self) -> str:
@@ -41,6 +42,9 @@ class UnchangedFilter:
         if self._scope_value is None:
             self._scope_value = self._scope()
             self._settle(self._scope_value)
+            # A first sync skips the per-record look-ups (at worst it sends a value twice
+            # that two records of this run carry; never less).
+            self._holds_any = self.store.holds(self._scope_value)
         return self._scope_value
 
     def _settle(self, scope: str) -> None:
@@ -64,7 +68,10 @@ class UnchangedFilter:
         `full_refresh`, or when nothing was confirmed)."""
         if self.full_refresh or not values:
             return dict(values)
-        known = self.store.lookup(self.scope, kind, entity)
+        scope = self.scope
+        if not self._holds_any:
+            return dict(values)
+        known = self.store.lookup(scope, kind, entity)
         if not known:
             return dict(values)
         return {name: value for name, value in values.items()
