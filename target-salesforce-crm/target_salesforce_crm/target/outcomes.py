@@ -30,6 +30,7 @@ MISSING_KEY = "MISSING_KEY"
 AMBIGUOUS_MATCH = "AMBIGUOUS_MATCH"
 INVALID_VALUE = "INVALID_VALUE"
 MISSING_EXTERNAL_ID = "MISSING_EXTERNAL_ID"
+UNREADABLE_LINE = "UNREADABLE_LINE"  # an input line that is not a Singer message
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class SourceRef:
     records that share a key, also when their writes finish in a later drain.
     """
 
-    stream: str
+    stream: str | None  # None: an input line whose stream could not be read
     key: str
     position: int = field(default=-1, compare=False)
     drain: int = field(default=0, compare=False)

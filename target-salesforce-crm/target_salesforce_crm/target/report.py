@@ -100,6 +100,8 @@ class RunReport:
     dry_run: bool = False
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    # Input lines that were not Singer messages (each one a reject line).
+    unreadable_lines: int = 0
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
@@ -117,8 +119,13 @@ class RunReport:
         return sum(s.records for s in self.streams.values() if s.ignored)
 
     @property
+    def records_read(self) -> int:
+        """Every record and unreadable line the run read, ignored streams included."""
+        return sum(s.records for s in self.streams.values()) + self.unreadable_lines
+
+    @property
     def rejected_total(self) -> int:
-        invalid = sum(s.invalid for s in self.streams.values())
+        invalid = sum(s.invalid for s in self.streams.values()) + self.unreadable_lines
         return invalid + sum(o.rejected_total for o in self.objects.values())
 
     @property
@@ -133,8 +140,10 @@ class RunReport:
             "dry_run": self.dry_run,
             **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
+            "records_read": self.records_read,
             "input_records": self.input_records,
             "ignored_records": self.ignored_records,
+            "unreadable_lines": self.unreadable_lines,
             "rejected_records": self.rejected_total,
             "streams": {
                 name: {"records": s.records, "invalid": s.invalid, "ignored": s.ignored}
@@ -162,8 +171,10 @@ class RunReport:
                "would write.", ""] if self.dry_run else []),
             f"Status: **{self.status}**"
             + (f" — {self.error}" if self.error else "")
-            + f"; {data['input_records']} input records"
-            + f" ({data['ignored_records']} in ignored streams)"
+            + f"; {data['records_read']} records read ({data['input_records']} in mapped "
+            + f"streams, {data['ignored_records']} in ignored streams"
+            + (f", {self.unreadable_lines} unreadable lines" if self.unreadable_lines else "")
+            + ")"
             + f"; {data['elapsed_seconds']:.1f} s.",
             "",
             "| object | candidates | matched | unmatched | ambiguous | updated | created "

@@ -24,12 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crm_sync_mapping.singer_input import UnreadableLine
+
 from target_salesforce_crm.errors import one_line
 from target_salesforce_crm.target.changes import ChangeCheck
 from target_salesforce_crm.target.fingerprints import FingerprintStore
 from target_salesforce_crm.target.ledger import OutcomeLedger
 from target_salesforce_crm.target.matching import ObjectMatcher
-from target_salesforce_crm.target.outcomes import OutcomeFiles
+from target_salesforce_crm.target.outcomes import (
+    STAGE_INPUT,
+    UNREADABLE_LINE,
+    OutcomeFiles,
+    Reject,
+    SourceRef,
+)
 from target_salesforce_crm.target.preflight import (
     ApiBudget,
     ValueChecker,
@@ -147,6 +155,27 @@ class SyncRun:
             )
             self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
         self.logger.info("Preflight passed for %s", ", ".join(sorted(describes)))
+
+    # -- the run's edges -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Empty this run's outcome files and mark its report running before any input.
+
+        Until the run ends, `report.json` says so: a killed run never leaves the previous
+        run's "succeeded" next to its own partial files.
+        """
+        self.outcomes.open()
+        self.report.files = self._files()
+        self.report.write(self.settings.output_dir)
+
+    def unreadable(self, line: UnreadableLine) -> None:
+        """A line that is not a Singer message: one reject line, counted, and the run goes on."""
+        self.report.unreadable_lines += 1
+        self.logger.warning("Input line %d is unusable: %s", line.number, line.reason)
+        self.outcomes.reject(Reject(
+            SourceRef(None, f"line {line.number}"), None, UNREADABLE_LINE,
+            f"input line {line.number} is {line.reason}: {line.excerpt}", STAGE_INPUT,
+        ))
 
     # -- one drain -----------------------------------------------------------------------
 
@@ -289,11 +318,12 @@ class SyncRun:
     def finish(self, fail_on_rejects: float) -> None:
         """Write the reports; fail when more records were rejected than allowed."""
         report = self.report
-        allowed = reject_allowance(fail_on_rejects, report.input_records)
+        judged = report.input_records + report.unreadable_lines
+        allowed = reject_allowance(fail_on_rejects, judged)
         too_many = report.rejected_total > allowed
         if too_many:
             report.error = (
-                f"{report.rejected_total} of {report.input_records} input records were "
+                f"{report.rejected_total} of {judged} input records were "
                 f"rejected, more than fail_on_rejects {fail_on_rejects} allows "
                 f"({allowed:g}); every outcome is written: see {self.outcomes.rejects_path}"
             )
@@ -326,14 +356,15 @@ class SyncRun:
         self._sync_counts()
         report = self.report
         report.status = status
-        report.files = {
-            "rejects": str(self.outcomes.rejects_path),
-            "unmatched": str(self.outcomes.unmatched_path),
-        }
+        report.files = self._files()
         paths = report.write(self.settings.output_dir)
         report.files.update({"report_json": str(paths["json"]),
                              "report_markdown": str(paths["markdown"])})
         self.logger.info("%s", report.log_line())
+
+    def _files(self) -> dict[str, str]:
+        return {"rejects": str(self.outcomes.rejects_path),
+                "unmatched": str(self.outcomes.unmatched_path)}
 
     def _sync_counts(self) -> None:
         """API calls and the writer's jobs, batches and retries into the report."""
