@@ -155,13 +155,13 @@ def record_problem(record: dict[str, Any], line: str) -> str | None:
     return None
 
 
-def replace_invalid_text(value: Any) -> list[str]:
-    """Replace lone surrogates in every string of a JSON value, in place; the paths changed.
+def replace_invalid_text(value: Any) -> dict[str, int]:
+    """Replace lone surrogates in every string of a JSON value, in place (U+FFFD).
 
-    Keys are repaired too. Walks with a stack, so a deep value cannot exhaust the interpreter's
-    recursion limit.
+    Returns how many were replaced at each path (keys are repaired too). Walks with a stack,
+    so a deep value cannot exhaust the interpreter's recursion limit.
     """
-    changed: list[str] = []
+    changed: dict[str, int] = {}
     stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
         node, path = stack.pop()
@@ -169,22 +169,20 @@ def replace_invalid_text(value: Any) -> list[str]:
                  else list(enumerate(node)) if isinstance(node, list) else [])
         for key, item in items:
             name = key
-            if isinstance(key, str) and _LONE_SURROGATE.search(key):
-                name = _LONE_SURROGATE.sub("\ufffd", key)
-                node[name] = node.pop(key)
-                changed.append(_join(path, name))
+            if isinstance(key, str):
+                name, count = _LONE_SURROGATE.subn("\ufffd", key)
+                if count:
+                    node[name] = node.pop(key)
+                    changed[_join(path, name)] = count
             if isinstance(item, str):
-                if _LONE_SURROGATE.search(item):
-                    node[name] = _LONE_SURROGATE.sub("\ufffd", item)
-                    changed.append(_join(path, name))
+                repaired, count = _LONE_SURROGATE.subn("\ufffd", item)
+                if count:
+                    node[name] = repaired
+                    where = _join(path, name)
+                    changed[where] = changed.get(where, 0) + count
             elif isinstance(item, (dict, list)):
                 stack.append((item, _join(path, name)))
     return changed
-
-
-def replace_invalid_text_count(text: str) -> tuple[str, int]:
-    """One string with its lone surrogates replaced (U+FFFD), and how many there were."""
-    return _LONE_SURROGATE.subn("\ufffd", text)
 
 
 def nesting_depth(value: Any) -> int:
