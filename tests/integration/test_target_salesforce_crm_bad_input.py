@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support.target_salesforce_crm import config_for, records, report_of, seed
+import pytest
+from support.target_salesforce_crm import config_for, kinds, records, report_of, seed
+from target_salesforce_crm.target.preflight import PreflightError
 from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 USER_SCHEMA = {
@@ -117,3 +119,56 @@ def test_bytes_that_are_not_utf8_on_stdin_reject_one_record(sf: Any, tmp_path: P
     assert "displayName holds text that is not valid Unicode" in reject["message"]
     [row] = records(sf, "Contact", "Id,Personalization_User_Id__c")
     assert (row["Id"], row["Personalization_User_Id__c"]) == (contact_id, "u-000001")
+
+
+def late_mapping(fields: str) -> str:
+    return f"""
+version: 1
+direction: personalization-to-crm
+objects:
+  Contact:
+    stream: users
+    key: id
+    write: {{mode: update}}
+    match:
+      - {{field: Email, source: emailAddress}}
+    fields:
+{fields}
+"""
+
+
+def test_text_into_a_number_field_is_refused_before_anything_is_read(
+    sf: Any, tmp_path: Path,
+) -> None:
+    """The stream's SCHEMA says displayName is text: the preflight stops the run with the
+    fix, instead of a night of row-by-row rejects."""
+    seed(sf, "Contact", [{"LastName": "C1", "Email": "user1@example.com"}])
+    sf.clear_ledger()
+    cfg = config_for(sf, tmp_path, late_mapping(
+        "      Personalization_Engagement_Score__c: {source: displayName}"))
+    lines = [json.dumps(SCHEMA), record_line(user(1))]
+    with pytest.raises(PreflightError, match=(
+            r"Contact.Personalization_Engagement_Score__c is a double field but its source "
+            r"displayName is string in stream 'users''s schema: add `convert: \[number\]`")):
+        TargetSalesforceCRM(config=cfg).listen(io.StringIO("\n".join(lines) + "\n"))
+    assert "bulk" not in kinds(sf)
+    assert report_of(cfg)["status"] == "failed"
+
+
+def test_a_reject_line_never_repeats_a_huge_value(sf: Any, tmp_path: Path) -> None:
+    """A 1 MB value refused on every record: each reject line carries its start and length."""
+    seed(sf, "Contact", [{"LastName": f"C{n}", "Email": f"user{n}@example.com"}
+                         for n in range(1, 4)])
+    cfg = config_for(sf, tmp_path, late_mapping("      Title: {source: displayName}"),
+                     fail_on_rejects=10)
+    huge = "y" * 1_000_000
+    lines = [json.dumps(SCHEMA), *(record_line(user(n, displayName=huge)) for n in (1, 2, 3))]
+    TargetSalesforceCRM(config=cfg).listen(io.StringIO("\n".join(lines) + "\n"))
+
+    rejects = (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()
+    assert len(rejects) == 3
+    for line in rejects:
+        reject = json.loads(line)
+        assert reject["code"] == "PRECHECK_STRING_TOO_LONG"
+        assert reject["values"]["Title"].endswith("... (1000000 characters)")
+        assert len(line) < 2_000

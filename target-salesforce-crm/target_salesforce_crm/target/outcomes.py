@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 REJECTS_FILE = "rejects.jsonl"
+# What one reject line repeats of a value and of its message, at most.
+MAX_VALUE_CHARS = 200
+MAX_MESSAGE_CHARS = 1_000
 UNMATCHED_FILE = "unmatched.jsonl"
 
 # Stages tell a reader whether Salesforce ever saw the record.
@@ -68,10 +71,22 @@ class Reject:
             "crm_id": self.crm_id,
             "stage": self.stage,
             "code": self.code,
-            "message": self.message,
+            "message": capped(self.message, MAX_MESSAGE_CHARS),
             "fields": list(self.fields),
-            "values": self.values,
+            "values": None if self.values is None else {
+                name: capped(value, MAX_VALUE_CHARS) for name, value in self.values.items()},
         }
+
+
+def capped(value: Any, limit: int) -> Any:
+    """A long text shortened for a reject line: its start and its length, never all of it.
+
+    A 1 MB value refused on each of thousands of records must not make rejects.jsonl a copy
+    of it per record.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} characters)"
+    return value
 
 
 class OutcomeFiles:

@@ -84,6 +84,8 @@ class SyncRun:
         self.outcomes = OutcomeFiles(settings.output_dir)
         self.ledger = OutcomeLedger(self.report, self.outcomes)
         self.streams_seen: set[str] = set()
+        # The tap's SCHEMA of each mapped stream, for the preflight's source type check.
+        self.schemas: dict[str, dict[str, Any]] = {}
         self.budget = ApiBudget(settings.max_api_share, self.logger)
         self.dry_run = settings.dry_run
         self.report.dry_run = self.dry_run
@@ -144,7 +146,7 @@ class SyncRun:
         if not objects:
             return
         describes = {om.sobject: self.client.describe(om.sobject) for om in objects}
-        check_objects(describes, objects)
+        check_objects(describes, objects, self.schemas)
         for om in objects:
             self._checked.add(om.sobject)
             self._matchers[om.sobject] = ObjectMatcher(

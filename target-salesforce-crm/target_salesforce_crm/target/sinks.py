@@ -87,6 +87,7 @@ class MappedSink(BatchSink):
         self._arrival_problems: list[str] = []
         self.run.report.stream(self.stream_name)
         self.run.streams_seen.add(self.stream_name)
+        self.run.schemas[self.stream_name] = self.schema
         self.read = read_properties(self.run.mapping.for_stream(self.stream_name))
 
     def get_validator(self) -> JSONSchemaValidator | None:
