@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,31 @@ def test_a_reject_line_never_repeats_a_huge_value(sf: Any, tmp_path: Path) -> No
         assert reject["code"] == "PRECHECK_STRING_TOO_LONG"
         assert reject["values"]["Title"].endswith("... (1000000 characters)")
         assert len(line) < 2_000
+
+
+def test_a_terminated_run_leaves_a_failed_report(sf: Any, tmp_path: Path) -> None:
+    """A cancelled `meltano run` sends SIGTERM: the report turns from running to failed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"status": "succeeded"}')  # the previous run's
+    cfg = config_for(sf, tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "target-salesforce-crm"),
+         "--config", str(tmp_path / "config.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    process.stdin.write((json.dumps(SCHEMA) + "\n" + record_line(user(1)) + "\n").encode())
+    process.stdin.flush()
+    deadline = time.monotonic() + 60
+    while report_of(cfg)["status"] != "running":
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.1)
+    process.terminate()
+    code = process.wait(timeout=60)
+    assert code == 128 + signal.SIGTERM, process.stderr.read().decode()[-3000:]
+    report = report_of(cfg)
+    assert report["status"] == "failed"
+    assert report["records_read"] == 1

@@ -256,6 +256,16 @@ class TargetSalesforceCRM(Target):
         if not hold_invalid_record(self, message_dict):
             super()._process_record_message(message_dict)
 
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT (a cancelled `meltano run`, a CI timeout) ends the run failed.
+
+        singer-sdk would drain every sink (write more after being told to stop) and exit 0;
+        here the error path runs instead: open Bulk work is aborted, the report says
+        "failed", no STATE follows, and the exit code says which signal it was.
+        """
+        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
+        raise SystemExit(128 + signum)
+
     def _write_state_message(self, state: dict) -> None:
         """A STATE promises an outcome for every record before it: settle first.
 
