@@ -7,11 +7,15 @@ rows processed, jobs by state) say what Salesforce did.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.target_salesforce_crm import config_for, report_of, run_target, seed, singer
+from support.target_salesforce_crm import config_for, lines, report_of, run_target, seed, singer
 
 USER_SCHEMA = {
     "type": "object",
@@ -51,3 +55,41 @@ def test_a_lost_batch_reply_is_found_in_the_job_not_sent_again(
     lost = [r.getMessage() for r in caplog.records if "was lost" in r.getMessage()]
     assert len(lost) == 2
     assert "Salesforce has it as batch" in lost[0]
+
+
+def test_after_kill_9_the_next_run_reads_what_was_sent_and_writes_only_the_rest(
+    sf: Any, tmp_path: Path,
+) -> None:
+    """Killed with batches in Salesforce's hands: the next run (same input, the tap's STATE
+    never moved) reads their results, fingerprints them, closes the job, sends the rest."""
+    seeded(sf, 1000)
+    sf.admin("POST", "faults", json={"batch_delay_seconds": 0.5})
+    cfg = config_for(sf, tmp_path, bulk_batch_size=100)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "input.jsonl").write_text(
+        lines(singer("users", USER_SCHEMA, users(1000), {"done": 1})))
+    with (tmp_path / "input.jsonl").open("rb") as stdin:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "target-salesforce-crm"),
+             "--config", str(tmp_path / "config.json")],
+            stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while bulk(sf)["batches"] < 3:
+            assert process.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        process.kill()
+        process.wait(timeout=30)
+    sent = bulk(sf)["batches"]
+    assert bulk(sf)["jobs"] == {"Open": 1}
+    sf.admin("POST", "faults", json={})
+
+    run_target(cfg, singer("users", USER_SCHEMA, users(1000), {"done": 1}))
+
+    report = report_of(cfg)
+    recovered = report["recovered"]["Contact"]
+    assert (recovered["batches"], recovered["updated"], recovered["jobs_closed"]) == (
+        sent, sent * 100, 1)
+    contact = report["objects"]["Contact"]
+    assert (contact["unchanged"], contact["updated"]) == (sent * 100, 1000 - sent * 100)
+    assert bulk(sf) == {"jobs": {"Closed": 2}, "batches": 10, "records_processed": 1000}

@@ -102,6 +102,8 @@ class RunReport:
     files: dict[str, str] = field(default_factory=dict)
     # Input lines that were not Singer messages (each one a reject line).
     unreadable_lines: int = 0
+    # Per object: what the batches an ended run left unanswered did (see recovery.py).
+    recovered: dict[str, Counter[str]] = field(default_factory=dict)
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
@@ -150,6 +152,9 @@ class RunReport:
                 for name, s in sorted(self.streams.items())
             },
             "objects": {name: o.as_json() for name, o in self.objects.items()},
+            **({"recovered": {name: dict(sorted(counts.items()))
+                              for name, counts in sorted(self.recovered.items())}}
+               if self.recovered else {}),
             "api_calls": dict(sorted(self.api_calls.items())),
             "api_calls_total": sum(self.api_calls.values()),
             "api_usage": (
@@ -195,6 +200,10 @@ class RunReport:
                 f"`{code}` {count}" for code, count in sorted(codes.items())
             ) + "."]
         lines += _sample_lines(self.objects)
+        for name, counts in sorted(self.recovered.items()):
+            lines += ["", f"Recovered from an ended run on {name}: " + ", ".join(
+                f"{count} {what}" for what, count in sorted(counts.items())) + " (its "
+                "records are not written again)."]
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
         lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
         if self.api_usage:

@@ -29,6 +29,7 @@ from crm_sync_mapping.singer_input import UnreadableLine
 from target_salesforce_crm.errors import one_line
 from target_salesforce_crm.target.changes import ChangeCheck
 from target_salesforce_crm.target.fingerprints import FingerprintStore
+from target_salesforce_crm.target.journal import BulkJournal
 from target_salesforce_crm.target.ledger import OutcomeLedger
 from target_salesforce_crm.target.matching import ObjectMatcher
 from target_salesforce_crm.target.outcomes import (
@@ -44,6 +45,7 @@ from target_salesforce_crm.target.preflight import (
     check_objects,
     estimate_calls,
 )
+from target_salesforce_crm.target.recovery import recover
 from target_salesforce_crm.target.report import RejectThresholdError, RunReport, reject_allowance
 from target_salesforce_crm.target.validation import Pending, schema_valid
 from target_salesforce_crm.target.verdicts import ObjectWrites, Verdicts
@@ -103,6 +105,8 @@ class SyncRun:
         self._last_progress = 0.0
         self._closed = False
         self._drain = 0
+        self._journal: BulkJournal | None = None
+        self._recovered = False
 
     # -- connections (lazy: a run of ignored streams needs none) -----------------------
 
@@ -125,8 +129,28 @@ class SyncRun:
                 retry_backoff=self.settings.retry_backoff,
                 check_every=self.settings.poll_max,
                 logger=self.logger,
+                journal=self.journal,
             )
         return self._writer
+
+    @property
+    def journal(self) -> BulkJournal | None:
+        """The Bulk journal in the fingerprint file (none in a dry run: nothing is sent)."""
+        if self._journal is None and not self.dry_run:
+            self._journal = BulkJournal(self.settings.fingerprint_db, self._org())
+        return self._journal
+
+    def _recover(self) -> None:
+        """Once, before the first write: settle what an ended run left (see recovery.py)."""
+        if self._recovered or self.dry_run:
+            return
+        self._recovered = True
+        journal = self.journal
+        assert journal is not None
+        writer = self.writer
+        assert isinstance(writer, BulkWriter)
+        recover(journal, writer.bulk, self.client, self.mapping, self.changes, self.report,
+                self.logger)
 
     def _org(self) -> str:
         """Which org fingerprints belong to: a refreshed sandbox shares production's Ids."""
@@ -188,6 +212,7 @@ class SyncRun:
         objects = self.mapping.for_stream(stream)
         try:
             self._preflight(stream)
+            self._recover()
             self.budget.check(self.client, estimate_calls(
                 len(records), len(objects),
                 self.settings.lookup_batch_size, self.settings.bulk_batch_size,
@@ -352,6 +377,11 @@ class SyncRun:
         if self._closed:
             return
         self._closed = True
+        if self._journal is not None:
+            if status == "failed":
+                self._journal.close()  # what is open stays for the next run
+            else:
+                self._journal.end()
         self.fingerprints.close()
         self.outcomes.open()
         self.outcomes.close()

@@ -23,6 +23,7 @@ from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
+from target_salesforce_crm.target.journal import JournalError
 from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.target.report import RejectThresholdError
 from target_salesforce_crm.target.run import RunSettings, SyncRun
@@ -132,7 +133,7 @@ class TargetConfigError(Exception):
 # Errors that end a run with one actionable line instead of a traceback.
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
-    FingerprintStoreError, RecordsWithoutSchemaException, InvalidInputLine,
+    FingerprintStoreError, JournalError, RecordsWithoutSchemaException, InvalidInputLine,
 )
 
 
