@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.target_salesforce_crm import config_for, lines, report_of, run_target, seed, singer
+from support.target_salesforce_crm import (
+    HookedInput,
+    config_for,
+    lines,
+    report_of,
+    run_target,
+    seed,
+    singer,
+)
+from target_salesforce_crm.errors import AuthenticationError
+from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 USER_SCHEMA = {
     "type": "object",
@@ -93,3 +103,30 @@ def test_after_kill_9_the_next_run_reads_what_was_sent_and_writes_only_the_rest(
     contact = report["objects"]["Contact"]
     assert (contact["unchanged"], contact["updated"]) == (sent * 100, 1000 - sent * 100)
     assert bulk(sf) == {"jobs": {"Closed": 2}, "batches": 10, "records_processed": 1000}
+
+
+def test_after_a_revoked_session_the_next_run_writes_nothing_twice(
+    sf: Any, tmp_path: Path,
+) -> None:
+    """Revoked with a batch sent: the job cannot even be aborted; the next run (access
+    restored) reads that batch, closes the job and writes only the other records."""
+    seeded(sf, 20)
+    text = lines(singer("users", USER_SCHEMA, users(20), {"done": 1}))
+
+    def revoke_at_line_14(number: int) -> None:
+        if number == 14:
+            sf.admin("POST", "revoke", json={"reason": "ip restricted"})
+
+    cfg = config_for(sf, tmp_path, batch_size_rows=10, bulk_batch_size=10)
+    with pytest.raises(AuthenticationError, match="ip restricted"):
+        TargetSalesforceCRM(config=cfg).listen(HookedInput(text, revoke_at_line_14))
+    assert bulk(sf)["jobs"] == {"Open": 1}
+    sf.admin("POST", "revoke", json={"reason": None})
+
+    run_target(cfg, singer("users", USER_SCHEMA, users(20), {"done": 1}))
+
+    report = report_of(cfg)
+    assert report["recovered"]["Contact"]["updated"] == 10
+    contact = report["objects"]["Contact"]
+    assert (contact["unchanged"], contact["updated"]) == (10, 10)
+    assert bulk(sf) == {"jobs": {"Closed": 2}, "batches": 2, "records_processed": 20}
