@@ -99,7 +99,7 @@ class MappedSink(BatchSink):
         """A date-time that does not parse ('yesterday') is a reject, not the end of the run."""
         try:
             super()._parse_timestamps_in_record(record, schema, treatment)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # TypeError: not text (the schema says why)
             self._arrival_problems.append(one_line(str(exc)))
 
     def _singer_validate_message(self, record: dict) -> None:
