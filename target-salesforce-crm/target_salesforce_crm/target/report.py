@@ -98,6 +98,8 @@ class RunReport:
     api_usage: tuple[int, int] | None = None
     status: str = "running"
     dry_run: bool = False
+    # With "2.0" each Bulk batch is one ingest job: `bulk_batches` counts those jobs.
+    bulk_api: str = "1.0"
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
 
@@ -131,6 +133,7 @@ class RunReport:
         return {
             "status": self.status,
             "dry_run": self.dry_run,
+            "bulk_api": self.bulk_api,
             **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
             "input_records": self.input_records,
@@ -185,7 +188,8 @@ class RunReport:
             ) + "."]
         lines += _sample_lines(self.objects)
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
-        lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
+        lines += ["", f"API calls: {data['api_calls_total']} ({calls}); Bulk API "
+                      f"{self.bulk_api}."]
         if self.api_usage:
             lines.append(f"Daily API usage after the run: {self.api_usage[0]}/{self.api_usage[1]}.")
         ignored = [n for n, s in sorted(self.streams.items()) if s.ignored]

@@ -58,6 +58,7 @@ class RunSettings:
     poll_max: float
     dry_run: bool
     full_refresh: bool
+    bulk_api: str = "1.0"
 
 
 class SyncRun:
@@ -79,6 +80,7 @@ class SyncRun:
         self.budget = ApiBudget(settings.max_api_share, self.logger)
         self.dry_run = settings.dry_run
         self.report.dry_run = self.dry_run
+        self.report.bulk_api = settings.bulk_api
         self.fingerprints = FingerprintStore(settings.fingerprint_db, readonly=self.dry_run)
         self.changes = ChangeCheck(
             self.fingerprints, org=self._org, is_pending=self._is_pending,
@@ -160,6 +162,7 @@ class SyncRun:
             self.budget.check(self.client, estimate_calls(
                 len(records), len(objects),
                 self.settings.lookup_batch_size, self.settings.bulk_batch_size,
+                bulk_api=self.settings.bulk_api,
             ))
             if self._writer is not None:
                 self._writer.collect()
