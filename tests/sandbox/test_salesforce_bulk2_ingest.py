@@ -230,6 +230,11 @@ def test_upload_limits_and_state_rules(salesforce_sandbox: Any) -> None:
     assert client.raw("DELETE", f"{JOBS}/{job_id}").status_code == 204
     assert client.raw("GET", f"{JOBS}/{job_id}").status_code == 404
 
+    big = str(client.create("Contact", "insert")["id"])  # over the app's 16 MB request cap
+    body = "LastName,Notes\n" + "".join(f"N{i},{'x' * 30_000}\n" for i in range(600))
+    assert client.upload(big, body).status_code == 201
+    assert client.close(big, "Aborted").status_code == 200
+
     bad = client.raw("POST", JOBS, json={"object": "Contact", "operation": "upsert"})
     assert bad.status_code == 400
     assert "External ID" in bad.json()[0]["message"]
