@@ -54,7 +54,7 @@ TARGET_SETTINGS = th.PropertiesList(
         description="Bulk API for the writes. 1.0 (default): batches of one open job, each "
                     "answered on its own, so every STATE settles at the least calls. 2.0: "
                     "each batch is its own ingest job (CSV upload, UploadComplete, results "
-                    "matched back to the records): the same outcomes, about twice the calls.",
+                    "matched back to the records): the same outcomes, about twice the Bulk calls.",
     ),
     th.Property(
         "max_api_share", th.NumberType(exclusive_minimum=0, maximum=1), default=0.25,
