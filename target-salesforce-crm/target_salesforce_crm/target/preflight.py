@@ -438,14 +438,17 @@ class ValueChecker:
 # -- API budget -----------------------------------------------------------------------------
 
 
-def estimate_calls(records: int, objects: int, lookup_batch_size: int, bulk_batch_size: int) -> int:
+def estimate_calls(records: int, objects: int, lookup_batch_size: int, bulk_batch_size: int,
+                   *, bulk_api: str = "1.0") -> int:
     """Upper bound of one drain's calls: every record a candidate of every object."""
     if records <= 0:
         return 0
     lookups = math.ceil(records / lookup_batch_size)
     batches = math.ceil(records / bulk_batch_size)
-    # create + close per job; per batch: add, about two polls, result.
-    return objects * (lookups + 2 + 4 * batches)
+    # 1.0: create + close per job; per batch: add, about two polls, result.
+    # 2.0: per batch (an ingest job): create, upload, close, about two polls, two results.
+    per_batch = 7 if bulk_api == "2.0" else 4
+    return objects * (lookups + 2 + per_batch * batches)
 
 
 class ApiBudget:

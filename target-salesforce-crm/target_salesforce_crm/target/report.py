@@ -98,6 +98,8 @@ class RunReport:
     api_usage: tuple[int, int] | None = None
     status: str = "running"
     dry_run: bool = False
+    # With "2.0" each Bulk batch is one ingest job: `bulk_batches` counts those jobs.
+    bulk_api: str = "1.0"
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     # Input lines that were not Singer messages (each one a reject line).
@@ -140,6 +142,7 @@ class RunReport:
         return {
             "status": self.status,
             "dry_run": self.dry_run,
+            "bulk_api": self.bulk_api,
             **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
             "records_read": self.records_read,
@@ -205,7 +208,8 @@ class RunReport:
                 f"{count} {what}" for what, count in sorted(counts.items())) + " (its "
                 "records are not written again)."]
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
-        lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
+        lines += ["", f"API calls: {data['api_calls_total']} ({calls}); Bulk API "
+                      f"{self.bulk_api}."]
         if self.api_usage:
             lines.append(f"Daily API usage after the run: {self.api_usage[0]}/{self.api_usage[1]}.")
         ignored = [n for n, s in sorted(self.streams.items()) if s.ignored]

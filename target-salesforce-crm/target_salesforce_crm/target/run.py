@@ -68,6 +68,7 @@ class RunSettings:
     poll_max: float
     dry_run: bool
     full_refresh: bool
+    bulk_api: str = "1.0"
 
 
 class SyncRun:
@@ -91,6 +92,7 @@ class SyncRun:
         self.budget = ApiBudget(settings.max_api_share, self.logger)
         self.dry_run = settings.dry_run
         self.report.dry_run = self.dry_run
+        self.report.bulk_api = settings.bulk_api
         self.fingerprints = FingerprintStore(settings.fingerprint_db, readonly=self.dry_run)
         self.changes = ChangeCheck(
             self.fingerprints, org=self._org, is_pending=self._is_pending,
@@ -135,18 +137,18 @@ class SyncRun:
 
     @property
     def journal(self) -> BulkJournal | None:
-        """The Bulk journal in the fingerprint file (none in a dry run: nothing is sent)."""
-        if self._journal is None and not self.dry_run:
+        """The Bulk journal in the fingerprint file; none in a dry run (nothing is sent) and
+        with Bulk 2.0, whose results a later run could not match to the records sent."""
+        if self._journal is None and not self.dry_run and self.settings.bulk_api == "1.0":
             self._journal = BulkJournal(self.settings.fingerprint_db, self._org())
         return self._journal
 
     def _recover(self) -> None:
         """Once, before the first write: settle what an ended run left (see recovery.py)."""
-        if self._recovered or self.dry_run:
+        if self._recovered or self.journal is None:
             return
         self._recovered = True
         journal = self.journal
-        assert journal is not None
         writer = self.writer
         assert isinstance(writer, BulkWriter)
         recover(journal, writer.bulk, self.client, self.mapping, self.changes, self.report,
@@ -216,6 +218,7 @@ class SyncRun:
             self.budget.check(self.client, estimate_calls(
                 len(records), len(objects),
                 self.settings.lookup_batch_size, self.settings.bulk_batch_size,
+                bulk_api=self.settings.bulk_api,
             ))
             if self._writer is not None:
                 self._writer.collect()

@@ -548,11 +548,12 @@ def batch_outcomes(
     retry: list[WriteItem] = []
     ok = failed = 0
     for position, item in enumerate(batch):
-        if position >= len(rows):
-            item.last_error = ("NO_RESULT_ROW", "the batch result has no row for it", [])
+        row = rows[position] if position < len(rows) else None
+        if row is None:  # no row, or one a failed Bulk 2.0 job left unprocessed
+            item.last_error = ("NO_RESULT_ROW", str(result.state_message or
+                               "the batch result has no row for it"), [])
             retry.append(item)
             continue
-        row = rows[position]
         if row.get("success"):
             ok += 1
             status: WriteStatus = "created" if row.get("created") else "updated"
