@@ -19,12 +19,16 @@ from support.target_salesforce_crm import (
     HookedInput,
     config_for,
     lines,
+    records,
     report_of,
     run_target,
     seed,
     singer,
 )
+from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import AuthenticationError
+from target_salesforce_crm.target.bulk import BulkClient
+from target_salesforce_crm.target.journal import BulkJournal, JournalRow
 from target_salesforce_crm.target.target import TargetSalesforceCRM
 
 USER_SCHEMA = {
@@ -130,3 +134,31 @@ def test_after_a_revoked_session_the_next_run_writes_nothing_twice(
     contact = report["objects"]["Contact"]
     assert (contact["unchanged"], contact["updated"]) == (10, 10)
     assert bulk(sf) == {"jobs": {"Closed": 2}, "batches": 2, "records_processed": 20}
+
+
+def test_a_batch_killed_mid_post_is_found_in_its_job_by_the_next_run(
+    sf: Any, tmp_path: Path,
+) -> None:
+    """Killed while the batch POST was on the wire: the journal has the batch without an id;
+    the next run finds it in the job's batch list, reads its results, closes the job."""
+    seeded(sf, 5)
+    ids = [row["Id"] for row in records(sf, "Contact", "Id")]
+    cfg = config_for(sf, tmp_path)
+    client = SalesforceClient(cfg)
+    bulk_client = BulkClient(client, poll_initial=0.05, poll_max=0.2)
+    org = client.session().instance_url.rstrip("/").lower()
+    journal = BulkJournal(Path(cfg["fingerprint_db"]), lambda: org)
+    job_id = bulk_client.create_job("update", "Contact")
+    journal.job_opened(job_id, "Contact", "update", None)
+    payload = [{"Id": crm_id, "Personalization_Engagement_Score__c": 0.5} for crm_id in ids]
+    journal.sending(job_id, [JournalRow(crm_id, None, row)
+                             for crm_id, row in zip(ids, payload, strict=True)])
+    bulk_client.add_batch(job_id, payload)  # arrives; the journal never learns its id
+    journal.close()  # the process dies here
+
+    run_target(cfg, singer("users", USER_SCHEMA, [], {"done": 1}))
+
+    recovered = report_of(cfg)["recovered"]["Contact"]
+    assert (recovered["batches"], recovered["updated"], recovered["jobs_closed"]) == (1, 5, 1)
+    assert bulk(sf)["jobs"] == {"Closed": 1}
+    assert not BulkJournal(Path(cfg["fingerprint_db"]), lambda: org).ended_runs()

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +90,9 @@ class EndedRun:
 class BulkJournal:
     """The journal of this run, in the SQLite file at `path` (opened at the first job)."""
 
-    def __init__(self, path: Path, org: str) -> None:
+    def __init__(self, path: Path, org: Callable[[], str]) -> None:
         self.path = path
-        self.org = org
+        self._org = org  # asked only when needed: it may cost the sign-in
         self.run_id = uuid.uuid4().hex
         self._db: sqlite3.Connection | None = None
         self._lock: IO[bytes] | None = None
@@ -160,11 +160,14 @@ class BulkJournal:
         if not self.path.is_file():
             return []
         db = self._connect()
+        runs = db.execute("SELECT run_id, org FROM journal_runs WHERE run_id != ? "
+                          "ORDER BY started_at", (self.run_id,)).fetchall()
+        if not runs:
+            return []  # the usual case: nothing asked of Salesforce
+        org = self._org()
         ended: list[EndedRun] = []
-        for (run_id,) in db.execute(
-                "SELECT run_id FROM journal_runs WHERE org = ? AND run_id != ? "
-                "ORDER BY started_at", (self.org, self.run_id)).fetchall():
-            if _alive(self.path, run_id):
+        for run_id, run_org in runs:
+            if run_org != org or _alive(self.path, run_id):
                 continue
             ended.append(EndedRun(run_id, self._jobs_of(db, run_id)))
         return ended
@@ -207,7 +210,7 @@ class BulkJournal:
             self._lock.write(str(os.getpid()).encode())
             self._lock.flush()
             self._write("INSERT OR IGNORE INTO journal_runs (run_id, org) VALUES (?, ?)",
-                        (self.run_id, self.org))
+                        (self.run_id, self._org()))
         return self.run_id
 
     def _write(self, statement: str, params: tuple[Any, ...]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from target_salesforce_crm.errors import ApiError
 from target_salesforce_crm.soql import in_clauses
 from target_salesforce_crm.target.changes import ChangeCheck
-from target_salesforce_crm.target.journal import BulkJournal, JournaledJob
+from target_salesforce_crm.target.journal import BulkJournal, EndedRun, JournaledJob
 from target_salesforce_crm.target.report import RunReport
 from target_salesforce_crm.target.writer import WriteItem, WriteOutcome, batch_outcomes
 
@@ -27,10 +27,11 @@ from target_salesforce_crm.target.writer import WriteItem, WriteOutcome, batch_o
 _IDS_PER_QUERY = 500
 
 
-def recover(journal: BulkJournal, bulk: Any, client: Any, mapping: Any, changes: ChangeCheck,
-            report: RunReport, logger: logging.Logger) -> None:
-    """Settle every ended run's journaled Bulk work (see the module docstring)."""
-    for run in journal.ended_runs():
+def recover(runs: Sequence[EndedRun], journal: BulkJournal, bulk: Any, client: Any,
+            mapping: Any, changes: ChangeCheck, report: RunReport,
+            logger: logging.Logger) -> None:
+    """Settle the ended runs' journaled Bulk work (see the module docstring)."""
+    for run in runs:
         for job in run.jobs:
             counts = report.recovered.setdefault(job.sobject, Counter())
             _recover_job(job, bulk, client, _object_mapping(mapping, job.sobject), changes,

@@ -140,7 +140,7 @@ class SyncRun:
         """The Bulk journal in the fingerprint file; none in a dry run (nothing is sent) and
         with Bulk 2.0, whose results a later run could not match to the records sent."""
         if self._journal is None and not self.dry_run and self.settings.bulk_api == "1.0":
-            self._journal = BulkJournal(self.settings.fingerprint_db, self._org())
+            self._journal = BulkJournal(self.settings.fingerprint_db, self._org)
         return self._journal
 
     def _recover(self) -> None:
@@ -149,10 +149,13 @@ class SyncRun:
             return
         self._recovered = True
         journal = self.journal
+        runs = journal.ended_runs()
+        if not runs:
+            return
         writer = self.writer
         assert isinstance(writer, BulkWriter)
-        recover(journal, writer.bulk, self.client, self.mapping, self.changes, self.report,
-                self.logger)
+        recover(runs, journal, writer.bulk, self.client, self.mapping, self.changes,
+                self.report, self.logger)
 
     def _org(self) -> str:
         """Which org fingerprints belong to: a refreshed sandbox shares production's Ids."""
@@ -240,6 +243,8 @@ class SyncRun:
         Sends what waits for a full batch, waits for every answer (retries included) and
         flushes the outcome files; `close` (the end of the run) also closes the Bulk jobs.
         """
+        if close:
+            self._recover()  # a run without records still ends what an ended run left
         if self._writer is not None:
             if close:
                 self._writer.close()
