@@ -202,3 +202,24 @@ def test_a_terminated_run_leaves_a_failed_report(sf: Any, tmp_path: Path) -> Non
     report = report_of(cfg)
     assert report["status"] == "failed"
     assert report["records_read"] == 1
+
+
+def test_a_record_before_its_schema_fails_the_run_with_a_failed_report(
+    sf: Any, tmp_path: Path,
+) -> None:
+    """The tap broke the Singer protocol: the run stops with one line, the report says so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"status": "succeeded"}')  # the previous run's
+    cfg = config_for(sf, tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    answer = subprocess.run(
+        [str(Path(sys.executable).parent / "target-salesforce-crm"),
+         "--config", str(tmp_path / "config.json")],
+        input=(record_line(user(1)) + "\n").encode(), capture_output=True, timeout=120,
+        check=False,
+    )
+    assert answer.returncode == 1
+    last = answer.stderr.decode().strip().splitlines()[-1]
+    assert "A record for stream 'users' was encountered before a corresponding schema" in last
+    assert report_of(cfg)["status"] == "failed"
