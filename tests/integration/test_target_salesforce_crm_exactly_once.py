@@ -162,3 +162,21 @@ def test_a_batch_killed_mid_post_is_found_in_its_job_by_the_next_run(
     assert (recovered["batches"], recovered["updated"], recovered["jobs_closed"]) == (1, 5, 1)
     assert bulk(sf)["jobs"] == {"Closed": 1}
     assert not BulkJournal(Path(cfg["fingerprint_db"]), lambda: org).ended_runs()
+
+
+def test_a_lost_job_creation_reply_leaves_no_job_open(
+    sf: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Salesforce opened the job but the answer never came: "Get All Jobs" finds it, and the
+    run uses it rather than opening a second one that would stay Open."""
+    seeded(sf, 30)
+    sf.admin("POST", "faults", json={"drop_replies": 1,
+                                     "drop_reply_match": r"^POST /services/async/[^/]+/job$"})
+    cfg = config_for(sf, tmp_path, bulk_batch_size=10)
+
+    run_target(cfg, singer("users", USER_SCHEMA, users(30), {"done": 1}))
+
+    assert report_of(cfg)["objects"]["Contact"]["updated"] == 30
+    assert bulk(sf) == {"jobs": {"Closed": 1}, "batches": 3, "records_processed": 30}
+    assert any("the answer to the job creation was lost" in r.getMessage()
+               for r in caplog.records)

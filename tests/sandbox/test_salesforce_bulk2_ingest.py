@@ -275,3 +275,20 @@ def test_ledger_kinds(salesforce_sandbox: Any) -> None:
     assert kinds["bulk_batch"] == 1  # the upload
     assert kinds["bulk_result"] == 1
     assert kinds["bulk_poll"] >= 1
+
+
+def test_get_all_jobs_lists_bulk_1_and_2_ingest_jobs_by_type(salesforce_sandbox: Any) -> None:
+    """`GET /jobs/ingest` (Get All Jobs): Classic jobs are Bulk 1.0's, V2Ingest 2.0's."""
+    ingest = Ingest(salesforce_sandbox)
+    classic = ingest.raw("POST", "/services/async/59.0/job", headers={
+        "X-SFDC-Session": ingest.token},
+        json={"operation": "update", "object": "Contact", "contentType": "JSON"}).json()
+    v2 = ingest.create("Contact", "insert")
+
+    listed = ingest.raw("GET", JOBS).json()
+    assert listed["done"] is True
+    assert [(job["id"], job["jobType"], job["state"]) for job in listed["records"]] == [
+        (classic["id"], "Classic", "Open"), (v2["id"], "V2Ingest", "Open")]
+    only = ingest.raw("GET", JOBS, params={"jobType": "Classic"}).json()
+    assert [job["id"] for job in only["records"]] == [classic["id"]]
+    assert ingest.raw("GET", JOBS, params={"jobType": "Other"}).status_code == 400

@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, request
 
@@ -38,12 +39,13 @@ from emulators.salesforce.bulk_worker import CHUNK_SIZE, LOCK_FAILURE_MESSAGE
 from emulators.salesforce.faults import Faults
 from emulators.salesforce.limits import ApiLimits
 from emulators.salesforce.rest import NOT_FOUND_MESSAGE, RestError, enter, error_reply, reply
-from emulators.salesforce.state import SandboxState
+from emulators.salesforce.state import SandboxState, current
 from emulators.salesforce.store import InvalidBatchError, SalesforceStore, SoqlError
 
 EXTENSION = "salesforce_bulk2_ingest"
 FIRST_VERSION = 41  # ingest jobs exist from API 41.0 on
 BATCH_ROWS = 10_000  # Salesforce's internal batch size, each one counted as a batch
+ALL_JOBS_PAGE = 1000  # jobs per "Get All Jobs" page
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # 150 MB once base64-encoded, as Salesforce stores it
 NULL = "#N/A"  # a cell that sets the field to null; an empty cell leaves it unchanged
 IDLE_POLL_SECONDS = 0.5
@@ -148,6 +150,11 @@ class IngestJobs:
     def get(self, job_id: str) -> IngestJob | None:
         row = self._db.one("SELECT * FROM ingest_jobs WHERE id = ?", (job_id,))
         return None if row is None else IngestJob(**dict(row))
+
+    def listed(self) -> list[dict[str, Any]]:
+        """Every ingest job in "Get All Jobs" form (`jobType: V2Ingest`), oldest first."""
+        return [{**IngestJob(**dict(row)).info(detail=False), "jobType": "V2Ingest"}
+                for row in self._db.all("SELECT * FROM ingest_jobs ORDER BY seq")]
 
     def by_seq(self, seq: int) -> IngestJob | None:
         row = self._db.one("SELECT * FROM ingest_jobs WHERE seq = ?", (seq,))
@@ -528,6 +535,31 @@ def create_job(version: str) -> Response:
     job = _service().jobs.create(operation, str(describe.get("name", sobject)), external_id,
                                  float(bare), delimiter, line_ending)
     return reply(job.info(detail=False))
+
+
+@blueprint.get("/<version>/jobs/ingest")
+def all_jobs(version: str) -> Response:
+    """Get All Jobs: Bulk 1.0 (`Classic`) and 2.0 (`V2Ingest`) ingest jobs, 1,000 a page."""
+    _enter(version)
+    job_type = request.args.get("jobType")
+    if job_type not in (None, "Classic", "V2Ingest", "BigObjectIngest"):
+        raise RestError(400, "INVALIDJOB", f"Invalid jobType {job_type!r}: use Classic, "
+                                           "V2Ingest or BigObjectIngest")
+    jobs: list[dict[str, Any]] = []
+    if request.args.get("isPkChunkingEnabled", "false").lower() != "true":  # none here is one
+        if job_type in (None, "Classic"):
+            jobs += current().jobs.listed()
+        if job_type in (None, "V2Ingest"):
+            jobs += _service().jobs.listed()
+    locator = request.args.get("queryLocator", "0")
+    start = int(locator) if locator.isdigit() else 0
+    page = jobs[start:start + ALL_JOBS_PAGE]
+    done = start + ALL_JOBS_PAGE >= len(jobs)
+    query = {k: v for k, v in request.args.items() if k != "queryLocator"}
+    next_url = None if done else (
+        f"/services/data/{version}/jobs/ingest?"
+        + urlencode({**query, "queryLocator": str(start + ALL_JOBS_PAGE)}))
+    return reply({"done": done, "records": page, "nextRecordsUrl": next_url})
 
 
 @blueprint.get("/<version>/jobs/ingest/<job_id>")

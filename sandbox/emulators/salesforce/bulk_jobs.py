@@ -81,6 +81,17 @@ class BulkJobs:
         return {"jobs": jobs, "batches": int(batches["n"]),
                 "records_processed": int(batches["processed"])}
 
+    def listed(self) -> list[dict[str, Any]]:
+        """Every ingest job in "Get All Jobs" form (`jobType: Classic`), oldest first."""
+        return [{
+            "id": row["id"], "operation": row["operation"], "object": row["object"],
+            "createdById": defaults.SF_USER_ID, "createdDate": row["created"],
+            "systemModstamp": row["modified"], "state": row["state"],
+            "concurrencyMode": row["concurrency_mode"], "contentType": row["content_type"],
+            "apiVersion": row["api_version"], "jobType": "Classic", "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+        } for row in self._db.all("SELECT * FROM jobs ORDER BY created, rowid")]
+
     def job_info(self, job_id: str) -> dict[str, Any] | None:
         job = self._db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if job is None:

@@ -8,6 +8,7 @@ job-level batch list with a backoff that starts short and grows.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -86,7 +87,47 @@ class BulkClient:
                                "contentType": "JSON", "concurrencyMode": "Parallel"}
         if operation == "upsert":
             job["externalIdFieldName"] = external_id_field
-        return str(self._call("POST", self._path(), job)["id"])
+        for attempt in range(1, UNANSWERED_ATTEMPTS + 1):
+            asked = dt.datetime.now(dt.UTC)
+            try:
+                job_id = str(self._call("POST", self._path(), job, replayable=False)["id"])
+                break
+            except UnansweredError as exc:
+                # Salesforce may have opened it: an Open job left behind would never close.
+                found = [job_id for job_id in self.open_jobs(sobject, operation, since=asked)
+                         if job_id not in self._added]
+                if len(found) > 1:
+                    raise SalesforceError(
+                        f"Bulk {operation} of {sobject}: after an unanswered job creation "
+                        f"{len(found)} new Open jobs appeared ({', '.join(found)}); is another "
+                        "process writing the same object?") from exc
+                if found:
+                    job_id = found[0]
+                    self.client.logger.warning(
+                        "Bulk %s of %s: the answer to the job creation was lost; Salesforce "
+                        "opened it as job %s, which is used", operation, sobject, job_id)
+                    break
+                if attempt == UNANSWERED_ATTEMPTS:
+                    raise
+        self._added.setdefault(job_id, set())
+        return job_id
+
+    def open_jobs(self, sobject: str, operation: str, *, since: dt.datetime) -> list[str]:
+        """Open Bulk 1.0 jobs of this object and operation created since `since` (less a
+        minute for clock skew): "Get All Jobs", 1,000 a page."""
+        earliest = since - dt.timedelta(minutes=1)
+        path: str | None = f"{self.client.rest_path}/jobs/ingest?jobType=Classic"
+        found: list[str] = []
+        while path:
+            page = self.client.request("GET", path, kind="bulk").json()
+            for info in page.get("records") or []:
+                created = _instant(str(info.get("createdDate") or ""))
+                if (info.get("state") == "Open" and info.get("object") == sobject
+                        and info.get("operation") == operation
+                        and (created is None or created >= earliest)):
+                    found.append(str(info.get("id")))
+            path = None if page.get("done", True) else page.get("nextRecordsUrl")
+        return found
 
     def add_batch(self, job_id: str, records: list[dict[str, Any]]) -> str:
         """Queue one batch; limits are checked here so no call is wasted on a refusal."""
@@ -199,6 +240,18 @@ class BulkClient:
                     f"Bulk job {job_id} batch {batch_id}: result is not a JSON array")
         return BatchResult(batch_id, state, None if message in (None, "") else str(message),
                            rows)
+
+
+def _instant(text: str) -> dt.datetime | None:
+    """A Salesforce timestamp (`2026-12-06T21:00:00.000+0000`), None when unreadable."""
+    value = text.replace("Z", "+00:00")
+    if len(value) > 5 and value[-5] in "+-" and value[-3] != ":":
+        value = value[:-2] + ":" + value[-2:]
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _batch_infos(listing: Any) -> list[dict[str, Any]]:
