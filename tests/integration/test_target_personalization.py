@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -370,3 +372,26 @@ def test_bad_input_lines_are_rejects_and_the_run_goes_on(sandbox: Any, tmp_path:
     assert (summary["status"], summary["records_read"], summary["unreadable_lines"]) == (
         "succeeded", 6, 2)
     assert user(sandbox, "u-000003")["attributes"]["crmTitle"] == "CFO"
+
+
+def test_a_terminated_run_leaves_a_failed_report(sandbox: Any, tmp_path: Path) -> None:
+    """A cancelled `meltano run` sends SIGTERM: the report turns from running to failed."""
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.json").write_text('{"status": "succeeded"}')  # last run's
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "target-personalization"),
+         "--config", str(tmp_path / "config.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert process.stdin is not None
+    process.stdin.write((json.dumps(CONTACTS) + "\n").encode())
+    process.stdin.flush()
+    deadline = time.monotonic() + 60
+    while report(config)["status"] != "running":
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.1)
+    process.terminate()
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert report(config)["status"] == "failed"

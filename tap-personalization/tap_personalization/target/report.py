@@ -274,16 +274,17 @@ class RunReport:
                              + (f" ({sample.unchanged} unchanged)" if sample.unchanged else ""))
         return lines
 
-    def write(self, directory: Path) -> dict[str, Path]:
-        """Both reports, and the Markdown appended to the CI step summary when set."""
+    def write(self, directory: Path, *, final: bool = True) -> dict[str, Path]:
+        """Both reports (each replaced whole, never seen half-written), and at the end of the
+        run (`final`) the Markdown appended to the CI step summary when set."""
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / REPORT_JSON
         markdown_path = directory / REPORT_MARKDOWN
-        json_path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        _replace(json_path, json.dumps(self.as_json(), indent=2) + "\n")
         markdown = self.to_markdown()
-        markdown_path.write_text(markdown, encoding="utf-8")
+        _replace(markdown_path, markdown)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
+        if summary and final:
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown)
         return {"json": json_path, "markdown": markdown_path}
@@ -294,3 +295,10 @@ def _counts(counter: Counter[str]) -> str:
     if not total:
         return "0"
     return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) + ")"
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write beside the file, then rename over it: a reader sees the old or the new one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)

@@ -188,9 +188,11 @@ class SyncRun:
         return self.destination.staging_dir
 
     def start(self) -> None:
-        """Create the rejects file now, so a run that fails early still leaves an answer."""
+        """Create the rejects file and a "running" report now: a run that fails early still
+        leaves an answer, and a killed one never leaves the previous run's "succeeded"."""
         if self.rejects is None:
             self.rejects = RejectsFile(self.output_dir)
+            self.report.write(self.output_dir, final=False)
 
     # --- identity index ----------------------------------------------------------------------
 

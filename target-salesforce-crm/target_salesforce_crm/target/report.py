@@ -219,16 +219,17 @@ class RunReport:
             lines += ["", "Files: " + ", ".join(f"{k}: `{v}`" for k, v in self.files.items())]
         return "\n".join(lines) + "\n"
 
-    def write(self, directory: Path) -> dict[str, Path]:
-        """Write both reports, and append the Markdown to the CI step summary when set."""
+    def write(self, directory: Path, *, final: bool = True) -> dict[str, Path]:
+        """Write both reports (each replaced whole, never seen half-written), and at the end
+        of the run (`final`) append the Markdown to the CI step summary when set."""
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / REPORT_JSON
         markdown_path = directory / REPORT_MARKDOWN
-        json_path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        _replace(json_path, json.dumps(self.as_json(), indent=2) + "\n")
         markdown = self.to_markdown()
-        markdown_path.write_text(markdown, encoding="utf-8")
+        _replace(markdown_path, markdown)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
+        if summary and final:
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown)
         return {"json": json_path, "markdown": markdown_path}
@@ -248,3 +249,10 @@ def _sample_lines(objects: dict[str, ObjectStats]) -> list[str]:
             )
             lines.append(f"- {sample['key']} ({sample['crm_id']}): {changes}")
     return lines
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write beside the file, then rename over it: a reader sees the old or the new one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)

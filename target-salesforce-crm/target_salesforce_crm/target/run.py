@@ -197,7 +197,7 @@ class SyncRun:
         """
         self.outcomes.open()
         self.report.files = self._files()
-        self.report.write(self.settings.output_dir)
+        self.report.write(self.settings.output_dir, final=False)
 
     def unreadable(self, line: UnreadableLine) -> None:
         """A line that is not a Singer message: one reject line, counted, and the run goes on."""
