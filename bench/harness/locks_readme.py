@@ -49,11 +49,12 @@ def render(result: dict[str, Any], name: str) -> str:
 
 
 def write(readme: Path, results_dir: Path) -> None:
-    files = sorted(results_dir.glob("*.json"))
+    files = [json.loads(path.read_text()) | {"file": path.name}
+             for path in results_dir.glob("*.json")]
     if not files:
         return
-    newest = files[-1]
-    block = f"{START}\n{render(json.loads(newest.read_text()), newest.name)}{END}"
+    newest = max(files, key=lambda result: str(result.get("measured_at", "")))
+    block = f"{START}\n{render(newest, newest['file'])}{END}"
     text = readme.read_text() if readme.exists() else ""
     if START not in text or END not in text:
         text = text.rstrip() + f"\n\n## Parent-record locks\n\n{START}\n{END}\n"
