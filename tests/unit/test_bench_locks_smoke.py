@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_lock_bench_compares_the_three_modes(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "locks.py"), "--contacts", "300",
-         "--accounts", "15", "--batch-size", "50", "--record-ms", "2", "--lock-wait", "0.05",
+         "--accounts", "15", "--batch-size", "50", "--record-ms", "4", "--lock-wait", "0.05",
          "--results-dir", str(tmp_path / "results"), "--readme", str(tmp_path / "README.md"),
          "--work-dir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
