@@ -728,8 +728,8 @@ def test_malformed_and_keyless_records_are_rejected_by_name(sf: Any, tmp_path: P
     rejects = read_jsonl(tmp_path / "out" / "rejects.jsonl")
     assert [(r["key"], r["code"], r["stage"]) for r in rejects] == [
         ("u-000001", "INVALID_RECORD", "input"), ("#3", "MISSING_KEY", "input")]
-    assert "record u-000001 of stream 'users' does not match the stream's schema" in \
-        rejects[0]["message"]
+    assert ("record u-000001 of stream 'users' is unusable: it does not match the stream's "
+            "schema") in rejects[0]["message"]
     assert "'high' is not of type 'number', 'null'" in rejects[0]["message"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["streams"]["users"]["invalid"] == 1

@@ -69,6 +69,18 @@ class BulkJobs:
         assert info is not None
         return info
 
+    def summary(self) -> dict[str, Any]:
+        """Ingest jobs by state and the rows their batches processed: what a test of
+        "nothing written twice, no job left open" reads (admin status)."""
+        jobs = {str(row["state"]): int(row["n"]) for row in self._db.all(
+            "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
+        batches = self._db.one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(records_processed), 0) AS processed "
+            "FROM batches")
+        assert batches is not None
+        return {"jobs": jobs, "batches": int(batches["n"]),
+                "records_processed": int(batches["processed"])}
+
     def job_info(self, job_id: str) -> dict[str, Any] | None:
         job = self._db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if job is None:

@@ -93,8 +93,8 @@ class RejectsFile:
 
     def write(self, refusal: Refusal) -> None:
         line = {
-            "stream": refusal.stream,
-            "object": refusal.sobject,
+            "stream": refusal.stream or None,  # none: an input line without a stream
+            "object": refusal.sobject or None,
             "id": refusal.key,
             "outcome": refusal.outcome,
             "reason": refusal.reason,
@@ -156,6 +156,8 @@ class RunReport:
     failure: str | None = None
     planned_files: list[PlannedFile] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    # Input lines that were not Singer messages (each one a reject line).
+    unreadable_lines: int = 0
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
@@ -173,8 +175,14 @@ class RunReport:
         return sum(s.records for s in self.streams.values() if not s.ignored)
 
     @property
+    def records_read(self) -> int:
+        """Every record and unreadable line the run read, ignored streams included."""
+        return sum(s.records for s in self.streams.values()) + self.unreadable_lines
+
+    @property
     def rejected_total(self) -> int:
-        return sum(sum(o.rejected.values()) for o in self.objects.values())
+        return (sum(sum(o.rejected.values()) for o in self.objects.values())
+                + self.unreadable_lines)
 
     @property
     def unbalanced(self) -> list[str]:
@@ -191,8 +199,10 @@ class RunReport:
             "dry_run": self.dry_run,
             "delivery": self.delivery,
             "elapsed_seconds": round(time.monotonic() - self.started_at, 3),
+            "records_read": self.records_read,
             "input_records": self.input_records,
             "ignored_records": sum(s.records for s in self.streams.values() if s.ignored),
+            "unreadable_lines": self.unreadable_lines,
             "rejected_records": self.rejected_total,
             "unmatched_records": sum(sum(o.unmatched.values()) for o in self.objects.values()),
             "streams": {name: {"records": s.records, "ignored": s.ignored}
@@ -217,8 +227,11 @@ class RunReport:
                 "dry run (nothing was sent to Personalization)" if self.dry_run else "run"),
             "",
             f"Status: **{self.status}**" + (f" — {self.failure}" if self.failure else "")
-            + f"; delivery `{self.delivery}`; {data['input_records']} input records"
-            + f" ({data['ignored_records']} in ignored streams); {data['elapsed_seconds']:.1f} s.",
+            + f"; delivery `{self.delivery}`; {data['records_read']} records read "
+            + f"({data['input_records']} in mapped streams, {data['ignored_records']} in "
+            + "ignored streams"
+            + (f", {self.unreadable_lines} unreadable lines" if self.unreadable_lines else "")
+            + f"); {data['elapsed_seconds']:.1f} s.",
             "",
             f"| object | stream | target | received | {written} | segment adds "
             "| segment removes | skipped | unmatched | rejected |",

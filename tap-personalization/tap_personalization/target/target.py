@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, ReverseMapping, load_reverse_mapping
+from crm_sync_mapping.singer_input import TolerantReader, hold_invalid_record
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
@@ -182,6 +183,7 @@ class TargetPersonalization(Target):
     package_name = "tap-personalization"  # the distribution that ships both plugins
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = MappedSink
+    message_reader_class = TolerantReader
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -201,6 +203,7 @@ class TargetPersonalization(Target):
         # Sinks share one run (writers, index, report); their records come one at a time.
         self.max_parallelism = 1
         self.run = SyncRun(config, mapping, identity_attributes, logger=self.logger)
+        cast(TolerantReader, self.message_reader).on_unreadable = self.run.unreadable
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Number settings from environment variables first become numbers.
@@ -230,6 +233,22 @@ class TargetPersonalization(Target):
         except BaseException as exc:
             self.run.fail(exc)
             raise
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """A record the reader found unusable becomes a reject of its stream (see
+        `crm_sync_mapping.singer_input`); the others go the SDK's way."""
+        if not hold_invalid_record(self, message_dict):
+            super()._process_record_message(message_dict)
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT (a cancelled `meltano run`, a CI timeout) ends the run failed.
+
+        singer-sdk would drain every sink (write more after being told to stop) and exit 0;
+        here the error path runs instead: open Bulk work is aborted, the report says
+        "failed", no STATE follows, and the exit code says which signal it was.
+        """
+        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
+        raise SystemExit(128 + signum)
 
     def _write_state_message(self, state: dict) -> None:
         """STATE only after every earlier record has its outcome and its file is delivered.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from target_salesforce_crm.client import SalesforceClient
-from target_salesforce_crm.errors import SalesforceError
+from target_salesforce_crm.errors import SalesforceError, UnansweredError
 
 MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_BYTES = 10_000_000
@@ -23,6 +23,8 @@ OPERATIONS = frozenset({"insert", "update", "upsert", "delete", "hardDelete"})
 FINISHED_STATES = frozenset({"Completed", "Failed", "NotProcessed"})
 CONCURRENCY_MODES = ("Parallel", "Serial")
 POLL_GROWTH = 1.5
+# Sends of one batch whose answers never come before the writer is told it failed.
+UNANSWERED_ATTEMPTS = 3
 JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8",
                 "Accept": "application/json"}
 
@@ -56,6 +58,9 @@ class BulkClient:
     def __init__(self, client: SalesforceClient, *, poll_initial: float = 0.5,
                  poll_max: float = 10.0, poll_timeout: float = 3600) -> None:
         self.client = client
+        # job id -> the batch ids this client added: how a batch whose reply was lost is
+        # told apart from the others in the job's batch list.
+        self._added: dict[str, set[str]] = {}
         self.poll_initial = poll_initial
         self.poll_max = poll_max
         self.poll_timeout = poll_timeout
@@ -64,10 +69,11 @@ class BulkClient:
         return "/".join((self.client.bulk_path, "job", *parts))
 
     def _call(self, method: str, path: str, body: Any = None, *,
-              data: bytes | None = None) -> Any:
+              data: bytes | None = None, replayable: bool = True) -> Any:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
-        answer = self.client.request(method, path, kind="bulk", headers=JSON_HEADERS, data=data)
+        answer = self.client.request(method, path, kind="bulk", headers=JSON_HEADERS, data=data,
+                                     replayable=replayable)
         return answer.json()
 
     def create_job(self, operation: str, sobject: str, *,
@@ -101,7 +107,39 @@ class BulkClient:
             raise BatchTooLarge(
                 f"Bulk job {job_id}: batch of {len(records)} records is {len(data)} bytes, "
                 f"over Salesforce's {MAX_BATCH_BYTES}-byte limit; use smaller batches")
-        return str(self._call("POST", self._path(job_id, "batch"), data=data)["id"])
+        added = self._added.setdefault(job_id, set())
+        for attempt in range(1, UNANSWERED_ATTEMPTS + 1):
+            try:
+                batch_id = str(self._call("POST", self._path(job_id, "batch"), data=data,
+                                          replayable=False)["id"])
+                break
+            except UnansweredError as exc:
+                # Salesforce may have the batch: look before sending it a second time.
+                found = sorted(set(self.batch_ids(job_id)) - added)
+                if len(found) > 1:
+                    raise SalesforceError(
+                        f"Bulk job {job_id}: after an unanswered batch POST the job holds "
+                        f"{len(found)} batches this run did not add ({', '.join(found)}); "
+                        "is another process writing to it?") from exc
+                if found:
+                    batch_id = found[0]
+                    self.client.logger.warning(
+                        "Bulk job %s: the answer to a batch of %d records was lost; Salesforce "
+                        "has it as batch %s, so it is not sent again", job_id, len(records),
+                        batch_id)
+                    break
+                if attempt == UNANSWERED_ATTEMPTS:
+                    raise
+                self.client.logger.warning(
+                    "Bulk job %s: a batch of %d records went unanswered and is not in the job; "
+                    "sending it again", job_id, len(records))
+        added.add(batch_id)
+        return batch_id
+
+    def batch_ids(self, job_id: str) -> list[str]:
+        """Every batch of a job, in Salesforce's order (one GET of its batch list)."""
+        listing = self._call("GET", self._path(job_id, "batch"))
+        return [str(info.get("id")) for info in _batch_infos(listing)]
 
     def close_job(self, job_id: str) -> None:
         """No more batches: Salesforce finishes the queued ones."""

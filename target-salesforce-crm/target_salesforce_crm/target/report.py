@@ -103,6 +103,10 @@ class RunReport:
     dry_run: bool = False
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    # Input lines that were not Singer messages (each one a reject line).
+    unreadable_lines: int = 0
+    # Per object: what the batches an ended run left unanswered did (see recovery.py).
+    recovered: dict[str, Counter[str]] = field(default_factory=dict)
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
@@ -120,8 +124,13 @@ class RunReport:
         return sum(s.records for s in self.streams.values() if s.ignored)
 
     @property
+    def records_read(self) -> int:
+        """Every record and unreadable line the run read, ignored streams included."""
+        return sum(s.records for s in self.streams.values()) + self.unreadable_lines
+
+    @property
     def rejected_total(self) -> int:
-        invalid = sum(s.invalid for s in self.streams.values())
+        invalid = sum(s.invalid for s in self.streams.values()) + self.unreadable_lines
         return invalid + sum(o.rejected_total for o in self.objects.values())
 
     @property
@@ -136,14 +145,19 @@ class RunReport:
             "dry_run": self.dry_run,
             **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
+            "records_read": self.records_read,
             "input_records": self.input_records,
             "ignored_records": self.ignored_records,
+            "unreadable_lines": self.unreadable_lines,
             "rejected_records": self.rejected_total,
             "streams": {
                 name: {"records": s.records, "invalid": s.invalid, "ignored": s.ignored}
                 for name, s in sorted(self.streams.items())
             },
             "objects": {name: o.as_json() for name, o in self.objects.items()},
+            **({"recovered": {name: dict(sorted(counts.items()))
+                              for name, counts in sorted(self.recovered.items())}}
+               if self.recovered else {}),
             "api_calls": dict(sorted(self.api_calls.items())),
             "api_calls_total": sum(self.api_calls.values()),
             "api_usage": (
@@ -165,8 +179,10 @@ class RunReport:
                "would write.", ""] if self.dry_run else []),
             f"Status: **{self.status}**"
             + (f" — {self.error}" if self.error else "")
-            + f"; {data['input_records']} input records"
-            + f" ({data['ignored_records']} in ignored streams)"
+            + f"; {data['records_read']} records read ({data['input_records']} in mapped "
+            + f"streams, {data['ignored_records']} in ignored streams"
+            + (f", {self.unreadable_lines} unreadable lines" if self.unreadable_lines else "")
+            + ")"
             + f"; {data['elapsed_seconds']:.1f} s.",
             "",
             "| object | candidates | matched | unmatched | ambiguous | updated | created "
@@ -188,6 +204,10 @@ class RunReport:
                 f"`{code}` {count}" for code, count in sorted(codes.items())
             ) + "."]
         lines += _sample_lines(self.objects)
+        for name, counts in sorted(self.recovered.items()):
+            lines += ["", f"Recovered from an ended run on {name}: " + ", ".join(
+                f"{count} {what}" for what, count in sorted(counts.items())) + " (its "
+                "records are not written again)."]
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
         lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
         if self.api_usage:

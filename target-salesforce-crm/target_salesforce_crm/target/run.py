@@ -24,19 +24,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crm_sync_mapping.singer_input import UnreadableLine
+
 from target_salesforce_crm.errors import one_line
 from target_salesforce_crm.target.batching import parent_field
 from target_salesforce_crm.target.changes import ChangeCheck
 from target_salesforce_crm.target.fingerprints import FingerprintStore
+from target_salesforce_crm.target.journal import BulkJournal
 from target_salesforce_crm.target.ledger import OutcomeLedger
 from target_salesforce_crm.target.matching import ObjectMatcher
-from target_salesforce_crm.target.outcomes import OutcomeFiles
+from target_salesforce_crm.target.outcomes import (
+    STAGE_INPUT,
+    UNREADABLE_LINE,
+    OutcomeFiles,
+    Reject,
+    SourceRef,
+)
 from target_salesforce_crm.target.preflight import (
     ApiBudget,
     ValueChecker,
     check_objects,
     estimate_calls,
 )
+from target_salesforce_crm.target.recovery import recover
 from target_salesforce_crm.target.report import RejectThresholdError, RunReport, reject_allowance
 from target_salesforce_crm.target.validation import Pending, schema_valid
 from target_salesforce_crm.target.verdicts import ObjectWrites, Verdicts
@@ -79,6 +89,8 @@ class SyncRun:
         self.outcomes = OutcomeFiles(settings.output_dir)
         self.ledger = OutcomeLedger(self.report, self.outcomes)
         self.streams_seen: set[str] = set()
+        # The tap's SCHEMA of each mapped stream, for the preflight's source type check.
+        self.schemas: dict[str, dict[str, Any]] = {}
         self.budget = ApiBudget(settings.max_api_share, self.logger)
         self.dry_run = settings.dry_run
         self.report.dry_run = self.dry_run
@@ -97,6 +109,8 @@ class SyncRun:
         self._last_progress = 0.0
         self._closed = False
         self._drain = 0
+        self._journal: BulkJournal | None = None
+        self._recovered = False
 
     # -- connections (lazy: a run of ignored streams needs none) -----------------------
 
@@ -122,8 +136,28 @@ class SyncRun:
                 else "Parallel",
                 group_by_parent=self.settings.group_by_parent,
                 logger=self.logger,
+                journal=self.journal,
             )
         return self._writer
+
+    @property
+    def journal(self) -> BulkJournal | None:
+        """The Bulk journal in the fingerprint file (none in a dry run: nothing is sent)."""
+        if self._journal is None and not self.dry_run:
+            self._journal = BulkJournal(self.settings.fingerprint_db, self._org())
+        return self._journal
+
+    def _recover(self) -> None:
+        """Once, before the first write: settle what an ended run left (see recovery.py)."""
+        if self._recovered or self.dry_run:
+            return
+        self._recovered = True
+        journal = self.journal
+        assert journal is not None
+        writer = self.writer
+        assert isinstance(writer, BulkWriter)
+        recover(journal, writer.bulk, self.client, self.mapping, self.changes, self.report,
+                self.logger)
 
     def _org(self) -> str:
         """Which org fingerprints belong to: a refreshed sandbox shares production's Ids."""
@@ -143,7 +177,7 @@ class SyncRun:
         if not objects:
             return
         describes = {om.sobject: self.client.describe(om.sobject) for om in objects}
-        check_objects(describes, objects)
+        check_objects(describes, objects, self.schemas)
         for om in objects:
             self._checked.add(om.sobject)
             # The locking parent (Contact: AccountId) is read along, to group batches by it.
@@ -159,6 +193,27 @@ class SyncRun:
             self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
         self.logger.info("Preflight passed for %s", ", ".join(sorted(describes)))
 
+    # -- the run's edges -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Empty this run's outcome files and mark its report running before any input.
+
+        Until the run ends, `report.json` says so: a killed run never leaves the previous
+        run's "succeeded" next to its own partial files.
+        """
+        self.outcomes.open()
+        self.report.files = self._files()
+        self.report.write(self.settings.output_dir)
+
+    def unreadable(self, line: UnreadableLine) -> None:
+        """A line that is not a Singer message: one reject line, counted, and the run goes on."""
+        self.report.unreadable_lines += 1
+        self.logger.warning("Input line %d is unusable: %s", line.number, line.reason)
+        self.outcomes.reject(Reject(
+            SourceRef(None, f"line {line.number}"), None, UNREADABLE_LINE,
+            f"input line {line.number} is {line.reason}: {line.excerpt}", STAGE_INPUT,
+        ))
+
     # -- one drain -----------------------------------------------------------------------
 
     def drain(self, stream: str, records: Sequence[Pending]) -> None:
@@ -168,6 +223,7 @@ class SyncRun:
         objects = self.mapping.for_stream(stream)
         try:
             self._preflight(stream)
+            self._recover()
             self.budget.check(self.client, estimate_calls(
                 len(records), len(objects),
                 self.settings.lookup_batch_size, self.settings.bulk_batch_size,
@@ -300,11 +356,12 @@ class SyncRun:
     def finish(self, fail_on_rejects: float) -> None:
         """Write the reports; fail when more records were rejected than allowed."""
         report = self.report
-        allowed = reject_allowance(fail_on_rejects, report.input_records)
+        judged = report.input_records + report.unreadable_lines
+        allowed = reject_allowance(fail_on_rejects, judged)
         too_many = report.rejected_total > allowed
         if too_many:
             report.error = (
-                f"{report.rejected_total} of {report.input_records} input records were "
+                f"{report.rejected_total} of {judged} input records were "
                 f"rejected, more than fail_on_rejects {fail_on_rejects} allows "
                 f"({allowed:g}); every outcome is written: see {self.outcomes.rejects_path}"
             )
@@ -331,20 +388,26 @@ class SyncRun:
         if self._closed:
             return
         self._closed = True
+        if self._journal is not None:
+            if status == "failed":
+                self._journal.close()  # what is open stays for the next run
+            else:
+                self._journal.end()
         self.fingerprints.close()
         self.outcomes.open()
         self.outcomes.close()
         self._sync_counts()
         report = self.report
         report.status = status
-        report.files = {
-            "rejects": str(self.outcomes.rejects_path),
-            "unmatched": str(self.outcomes.unmatched_path),
-        }
+        report.files = self._files()
         paths = report.write(self.settings.output_dir)
         report.files.update({"report_json": str(paths["json"]),
                              "report_markdown": str(paths["markdown"])})
         self.logger.info("%s", report.log_line())
+
+    def _files(self) -> dict[str, str]:
+        return {"rejects": str(self.outcomes.rejects_path),
+                "unmatched": str(self.outcomes.unmatched_path)}
 
     def _sync_counts(self) -> None:
         """API calls and the writer's jobs, batches and retries into the report."""

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, load_forward_mapping
+from crm_sync_mapping.singer_input import TolerantReader, hold_invalid_record
 from singer_sdk import typing as th
+from singer_sdk.exceptions import InvalidInputLine, RecordsWithoutSchemaException
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
+from target_salesforce_crm.target.journal import JournalError
 from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.target.report import RejectThresholdError
 from target_salesforce_crm.target.run import RunSettings, SyncRun
@@ -145,7 +148,7 @@ class TargetConfigError(Exception):
 # Errors that end a run with one actionable line instead of a traceback.
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
-    FingerprintStoreError,
+    FingerprintStoreError, JournalError, RecordsWithoutSchemaException, InvalidInputLine,
 )
 
 
@@ -178,6 +181,7 @@ class TargetSalesforceCRM(Target):
     name = "target-salesforce-crm"
     config_jsonschema = _config_schema()
     default_sink_class = MappedSink
+    message_reader_class = TolerantReader
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -191,6 +195,7 @@ class TargetSalesforceCRM(Target):
             self.mapping, self.run_settings(), logger=self.logger,
             connect=self.create_client, bulk_for=self.create_bulk,
         )
+        cast(TolerantReader, self.message_reader).on_unreadable = self.run.unreadable
 
     def run_settings(self) -> RunSettings:
         return RunSettings(
@@ -249,6 +254,35 @@ class TargetSalesforceCRM(Target):
             poll_max=float(self.setting("poll_max")),
             poll_timeout=float(self.setting("poll_timeout")),
         )
+
+    def listen(self, file_input: Any = None) -> None:
+        """Read the input; the report says "running" until the run ends, "failed" if it dies.
+
+        A run that stops on input (a RECORD before its SCHEMA, a SCHEMA without properties)
+        or on a signal leaves a failed report, never the previous run's.
+        """
+        try:
+            self.run.start()
+            super().listen(file_input)
+        except BaseException as exc:
+            self.run.fail(exc)
+            raise
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """A record the reader found unusable becomes a reject of its stream (see
+        `crm_sync_mapping.singer_input`); the others go the SDK's way."""
+        if not hold_invalid_record(self, message_dict):
+            super()._process_record_message(message_dict)
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT (a cancelled `meltano run`, a CI timeout) ends the run failed.
+
+        singer-sdk would drain every sink (write more after being told to stop) and exit 0;
+        here the error path runs instead: open Bulk work is aborted, the report says
+        "failed", no STATE follows, and the exit code says which signal it was.
+        """
+        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
+        raise SystemExit(128 + signum)
 
     def _write_state_message(self, state: dict) -> None:
         """A STATE promises an outcome for every record before it: settle first.

@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 
 from target_salesforce_crm.errors import SalesforceError, TransientError
 from target_salesforce_crm.target.batching import cut_batches
+from target_salesforce_crm.target.journal import BulkJournal, JournalRow
 from target_salesforce_crm.target.outcomes import SourceRef
 
 # `unchanged`: skipped by change detection, never handed to a writer.
@@ -265,8 +266,10 @@ class BulkWriter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        journal: BulkJournal | None = None,
     ) -> None:
         self.bulk = bulk
+        self.journal = journal
         self.on_outcomes = on_outcomes
         self.batch_size = min(batch_size, MAX_BATCH_RECORDS)
         self.max_batch_bytes = min(max_batch_bytes, MAX_BATCH_BYTES)
@@ -348,7 +351,7 @@ class BulkWriter:
         for job in self._jobs.values():
             for job_id in (job.open_id, job.serial_id):
                 if job_id is not None:
-                    self.bulk.close_job(job_id)
+                    self._close_job(job_id)
             job.open_id = job.serial_id = None
 
     def abort(self) -> None:
@@ -359,6 +362,8 @@ class BulkWriter:
             for job_id in ids:
                 try:
                     self.bulk.abort_job(job_id)
+                    if self.journal is not None:
+                        self.journal.job_state(job_id, "Aborted")
                 except SalesforceError as exc:
                     self.logger.warning("%s: could not abort job %s: %s", job.label, job_id,
                                         exc)
@@ -441,14 +446,14 @@ class BulkWriter:
     def _open_job(self, job: _Job, *, serial: bool = False) -> str:
         if serial:
             if job.serial_id is not None and job.serial_batches >= self.max_batches_per_job:
-                self.bulk.close_job(job.serial_id)
+                self._close_job(job.serial_id)
                 job.serial_id = None
             if job.serial_id is None:
                 job.serial_id = self._create_job(job, "Serial")
                 job.serial_batches = 0
             return job.serial_id
         if job.open_id is not None and job.open_batches >= self.max_batches_per_job:
-            self.bulk.close_job(job.open_id)
+            self._close_job(job.open_id)
             job.open_id = None
         if job.open_id is None:
             job.open_id = self._create_job(job, self.concurrency_mode)
@@ -457,9 +462,17 @@ class BulkWriter:
 
     def _create_job(self, job: _Job, mode: str) -> str:
         self.counts[job.sobject].jobs += 1
-        return self.bulk.create_job(job.operation, job.sobject,
-                                    external_id_field=job.external_id_field,
-                                    concurrency_mode=mode)
+        job_id = self.bulk.create_job(job.operation, job.sobject,
+                                      external_id_field=job.external_id_field,
+                                      concurrency_mode=mode)
+        if self.journal is not None:
+            self.journal.job_opened(job_id, job.sobject, job.operation, job.external_id_field)
+        return job_id
+
+    def _close_job(self, job_id: str) -> None:
+        self.bulk.close_job(job_id)
+        if self.journal is not None:
+            self.journal.job_state(job_id, "Closed")
 
     def _send_batch(self, job: _Job, batch: list[WriteItem], *, serial: bool = False) -> None:
         for item in batch:
@@ -470,15 +483,21 @@ class BulkWriter:
             leaving = {id(item) for item in batch}
             job.loose = [item for item in job.loose if id(item) not in leaving]
         job_id = self._open_job(job, serial=serial)
+        token = None if self.journal is None else self.journal.sending(job_id, [
+            JournalRow(item.crm_id, item.created_date, item.payload) for item in batch])
         try:
             batch_id = self.bulk.add_batch(job_id, [item.payload for item in batch])
         except TransientError as exc:
+            if self.journal is not None and token is not None:
+                self.journal.not_sent(token)
             self.logger.warning("%s: a batch of %d could not be delivered: %s",
                                 job.label, len(batch), exc)
             for item in batch:
                 item.last_error = ("BATCH_NOT_DELIVERED", str(exc), [])
             self._retry(job, batch)
             return
+        if self.journal is not None and token is not None:
+            self.journal.sent(token, batch_id)
         if serial:
             job.serial_batches += 1
         else:
@@ -523,6 +542,7 @@ class BulkWriter:
                 for item in sent.items:
                     item.last_error = ("BATCH_NOT_REPORTED", "no result for this batch", [])
                 self._retry(job, sent.items)
+                self._answered(batch_id)
 
     def _forget(self, job: _Job, job_id: str, batch_id: str) -> _Sent:
         batches = job.in_flight[job_id]
@@ -538,11 +558,17 @@ class BulkWriter:
 
     def _finished(self, job: _Job, job_id: str, result: Any) -> None:
         sent = self._forget(job, job_id, str(result.batch_id))
-        outcomes, retry = self._check(result, sent.items, job.label)
+        outcomes, retry = batch_outcomes(result, sent.items, job.label, self.logger)
         if outcomes:
             self.on_outcomes(job.sobject, outcomes)
         if retry:
             self._retry(job, retry)
+        self._answered(str(result.batch_id))
+
+    def _answered(self, batch_id: str) -> None:
+        """Its outcomes are folded (fingerprints committed): the journal can let it go."""
+        if self.journal is not None:
+            self.journal.answered(batch_id)
 
     def _retry(self, job: _Job, items: list[WriteItem]) -> None:
         """Back into the queue after a back-off, or a reject once retries are used up."""
@@ -572,57 +598,62 @@ class BulkWriter:
         if given_up:
             self.on_outcomes(job.sobject, given_up)
 
-    def _check(
-        self, result: Any, batch: list[WriteItem], label: str
-    ) -> tuple[list[WriteOutcome], list[WriteItem]]:
-        """Final outcomes of a finished batch, and the items to send again."""
-        state = str(result.state)
-        if state != "Completed":
-            message = str(result.state_message or state)
-            transient = state == "NotProcessed" or any(
-                word in message.lower() for word in _TRANSIENT_BATCH_WORDS
-            )
-            code = message.split(":", 1)[0].strip() or state
-            self.logger.warning("%s: batch %s %s: %s", label, result.batch_id, state, message)
-            if transient:
-                for item in batch:
-                    item.last_error = (code, message, [])
-                return [], batch
-            return [
-                WriteOutcome(item, "rejected", item.crm_id, code, f"batch {state}: {message}")
-                for item in batch
-            ], []
-        rows = list(result.rows or [])
-        outcomes: list[WriteOutcome] = []
-        retry: list[WriteItem] = []
-        ok = failed = 0
-        for position, item in enumerate(batch):
-            if position >= len(rows):
-                item.last_error = ("NO_RESULT_ROW", "the batch result has no row for it", [])
-                retry.append(item)
-                continue
-            row = rows[position]
-            if row.get("success"):
-                ok += 1
-                status: WriteStatus = "created" if row.get("created") else "updated"
-                outcomes.append(WriteOutcome(item, status, row.get("id") or item.crm_id))
-                continue
-            errors = row.get("errors") or [{}]
-            first = errors[0]
-            code = str(first.get("statusCode") or "UNKNOWN_ERROR")
-            message = "; ".join(str(e.get("message", "")) for e in errors)
-            fields = [str(f) for e in errors for f in (e.get("fields") or [])]
-            if code in TRANSIENT_CODES:
-                item.last_error = (code, message, fields)
-                retry.append(item)
-                continue
-            failed += 1
-            outcomes.append(WriteOutcome(item, "rejected", item.crm_id, code, message, fields))
-        self.logger.info(
-            "%s: batch %s checked: %d written, %d rejected, %d to retry",
-            label, result.batch_id, ok, failed, len(retry),
+
+def batch_outcomes(
+    result: Any, batch: list[WriteItem], label: str, logger: logging.Logger,
+) -> tuple[list[WriteOutcome], list[WriteItem]]:
+    """Final outcomes of a finished batch, and the items to send again.
+
+    Rows come back in request order: the position is the only link between a failed row
+    (`id: null`) and the record sent.
+    """
+    state = str(result.state)
+    if state != "Completed":
+        message = str(result.state_message or state)
+        transient = state == "NotProcessed" or any(
+            word in message.lower() for word in _TRANSIENT_BATCH_WORDS
         )
-        return outcomes, retry
+        code = message.split(":", 1)[0].strip() or state
+        logger.warning("%s: batch %s %s: %s", label, result.batch_id, state, message)
+        if transient:
+            for item in batch:
+                item.last_error = (code, message, [])
+            return [], batch
+        return [
+            WriteOutcome(item, "rejected", item.crm_id, code, f"batch {state}: {message}")
+            for item in batch
+        ], []
+    rows = list(result.rows or [])
+    outcomes: list[WriteOutcome] = []
+    retry: list[WriteItem] = []
+    ok = failed = 0
+    for position, item in enumerate(batch):
+        if position >= len(rows):
+            item.last_error = ("NO_RESULT_ROW", "the batch result has no row for it", [])
+            retry.append(item)
+            continue
+        row = rows[position]
+        if row.get("success"):
+            ok += 1
+            status: WriteStatus = "created" if row.get("created") else "updated"
+            outcomes.append(WriteOutcome(item, status, row.get("id") or item.crm_id))
+            continue
+        errors = row.get("errors") or [{}]
+        first = errors[0]
+        code = str(first.get("statusCode") or "UNKNOWN_ERROR")
+        message = "; ".join(str(e.get("message", "")) for e in errors)
+        fields = [str(f) for e in errors for f in (e.get("fields") or [])]
+        if code in TRANSIENT_CODES:
+            item.last_error = (code, message, fields)
+            retry.append(item)
+            continue
+        failed += 1
+        outcomes.append(WriteOutcome(item, "rejected", item.crm_id, code, message, fields))
+    logger.info(
+        "%s: batch %s checked: %d written, %d rejected, %d to retry",
+        label, result.batch_id, ok, failed, len(retry),
+    )
+    return outcomes, retry
 
 
 def _text(value: Any) -> str | None:
