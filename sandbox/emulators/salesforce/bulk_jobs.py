@@ -205,12 +205,22 @@ class BulkJobs:
     # -- the worker's side ---------------------------------------------------------------
 
     def claim_next(self) -> ClaimedBatch | None:
-        """Move the oldest queued batch to InProgress and hand it over."""
+        """Move the oldest queued batch that may start to InProgress and hand it over.
+
+        Any batch of a Parallel job may start; a batch of a Serial job only while no batch
+        of any Serial job is in progress (Salesforce processes Serial jobs' batches one at
+        a time, beside the Parallel ones).
+        """
         with self._db.transaction() as conn:
+            serial_busy = conn.execute(
+                "SELECT 1 FROM batches b JOIN jobs j ON j.id = b.job_id"
+                " WHERE b.state = ? AND j.concurrency_mode = 'Serial' LIMIT 1",
+                (IN_PROGRESS,)).fetchone() is not None
             row = conn.execute(
                 "SELECT b.id, b.job_id, b.payload, j.operation, j.object, j.external_id_field"
                 " FROM batches b JOIN jobs j ON j.id = b.job_id"
-                " WHERE b.state = ? ORDER BY b.seq LIMIT 1", (QUEUED,)).fetchone()
+                " WHERE b.state = ? AND (? = 0 OR j.concurrency_mode = 'Parallel')"
+                " ORDER BY b.seq LIMIT 1", (QUEUED, int(serial_busy))).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE batches SET state = ?, modified = ? WHERE id = ?",

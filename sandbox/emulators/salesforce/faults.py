@@ -22,6 +22,12 @@ class FaultSettings:
     lock_row_rate: float = 0.0
     fail_batches: int = 0
     batch_delay_seconds: float = 0.0
+    # How long a batch waits for a parent record another batch holds before its rows fail
+    # UNABLE_TO_LOCK_ROW (a real org waits about 10 s; short here so tests stay fast).
+    lock_wait_seconds: float = 0.5
+    # Server time per record while a batch holds its parent locks (triggers, flows in a
+    # real org): batches processed at once overlap it, as Salesforce's do.
+    record_processing_ms: float = 0.0
     # The next `drop_replies` API calls whose "METHOD /path" matches `drop_reply_match`
     # are carried out, then their connection is closed without the answer (a reply lost
     # on the way back: the client cannot tell whether its request took effect).
@@ -35,7 +41,9 @@ def parse_settings(raw: Any) -> FaultSettings:
     return parse_faults(
         raw, FaultSettings, example='{"http_503_rate": 0.1}',
         rates=("http_503_rate", "drop_rate", "lock_row_rate"),
-        counts=("fail_batches", "drop_replies"), ranges={"batch_delay_seconds": (0, 600)},
+        counts=("fail_batches", "drop_replies"),
+        ranges={"batch_delay_seconds": (0, 600), "lock_wait_seconds": (0, 10),
+                "record_processing_ms": (0, 1000)},
         patterns=("drop_reply_match",),
     )
 

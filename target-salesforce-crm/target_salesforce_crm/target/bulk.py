@@ -22,6 +22,7 @@ MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_BYTES = 10_000_000
 OPERATIONS = frozenset({"insert", "update", "upsert", "delete", "hardDelete"})
 FINISHED_STATES = frozenset({"Completed", "Failed", "NotProcessed"})
+CONCURRENCY_MODES = ("Parallel", "Serial")
 POLL_GROWTH = 1.5
 # Sends of one batch whose answers never come before the writer is told it failed.
 UNANSWERED_ATTEMPTS = 3
@@ -77,14 +78,19 @@ class BulkClient:
         return answer.json()
 
     def create_job(self, operation: str, sobject: str, *,
-                   external_id_field: str | None = None) -> str:
-        """Open a Parallel JSON job; upsert needs the external id field."""
+                   external_id_field: str | None = None,
+                   concurrency_mode: str = "Parallel") -> str:
+        """Open a JSON job, Parallel or Serial (one batch at a time); upsert needs the
+        external id field."""
         if operation not in OPERATIONS:
             raise ValueError(f"Bulk operation {operation!r} is not one of {sorted(OPERATIONS)}")
         if operation == "upsert" and not external_id_field:
             raise ValueError(f"Bulk upsert of {sobject} needs external_id_field")
+        if concurrency_mode not in CONCURRENCY_MODES:
+            raise ValueError(f"concurrency_mode {concurrency_mode!r} is not one of "
+                             f"{', '.join(CONCURRENCY_MODES)}")
         job: dict[str, Any] = {"operation": operation, "object": sobject,
-                               "contentType": "JSON", "concurrencyMode": "Parallel"}
+                               "contentType": "JSON", "concurrencyMode": concurrency_mode}
         if operation == "upsert":
             job["externalIdFieldName"] = external_id_field
         for attempt in range(1, UNANSWERED_ATTEMPTS + 1):

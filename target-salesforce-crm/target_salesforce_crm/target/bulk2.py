@@ -140,8 +140,13 @@ class Bulk2Client(BulkClient):
         return self.client.request(method, path, kind="bulk", headers=dict(headers), data=data)
 
     def create_job(self, operation: str, sobject: str, *,
-                   external_id_field: str | None = None) -> str:
-        """A local handle: each batch opens its own ingest job."""
+                   external_id_field: str | None = None,
+                   concurrency_mode: str = "Parallel") -> str:
+        """A local handle: each batch opens its own ingest job.
+
+        2.0 ingest jobs have no concurrency mode (Salesforce runs them in parallel), so a
+        Serial request, such as the writer's retry of lock failures, is sent as any other.
+        """
         if operation not in OPERATIONS:
             raise ValueError(f"Bulk operation {operation!r} is not one of {sorted(OPERATIONS)}")
         if operation == "upsert" and not external_id_field:

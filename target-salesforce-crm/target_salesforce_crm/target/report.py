@@ -40,6 +40,8 @@ class ObjectStats:
     unchanged: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     retried: int = 0
+    # Of `retried`: rows sent again in a Serial job after UNABLE_TO_LOCK_ROW.
+    lock_retried: int = 0
     lookup_calls: int = 0
     bulk_jobs: int = 0
     bulk_batches: int = 0
@@ -71,6 +73,7 @@ class ObjectStats:
             "rejected": self.rejected_total,
             "rejected_by_code": dict(sorted(self.rejected.items())),
             "retried": self.retried,
+            "lock_retried": self.lock_retried,
             "lookup_calls": self.lookup_calls,
             "bulk_jobs": self.bulk_jobs,
             "bulk_batches": self.bulk_batches,
@@ -186,14 +189,15 @@ class RunReport:
             + f"; {data['elapsed_seconds']:.1f} s.",
             "",
             "| object | candidates | matched | unmatched | ambiguous | updated | created "
-            "| unchanged | rejected | retried |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| unchanged | rejected | retried | of them after a lock |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, stats in data["objects"].items():
             lines.append(
                 f"| {name} | {stats['candidates']} | {stats['matched']} | {stats['unmatched']} "
                 f"| {stats['ambiguous']} | {stats['updated']} | {stats['created']} "
-                f"| {stats['unchanged']} | {stats['rejected']} | {stats['retried']} |"
+                f"| {stats['unchanged']} | {stats['rejected']} | {stats['retried']} "
+                f"| {stats['lock_retried']} |"
             )
         codes = Counter[str]()
         for stats in self.objects.values():

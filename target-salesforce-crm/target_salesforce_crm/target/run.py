@@ -27,6 +27,7 @@ from typing import Any
 from crm_sync_mapping.singer_input import UnreadableLine
 
 from target_salesforce_crm.errors import one_line
+from target_salesforce_crm.target.batching import parent_field
 from target_salesforce_crm.target.changes import ChangeCheck
 from target_salesforce_crm.target.fingerprints import FingerprintStore
 from target_salesforce_crm.target.journal import BulkJournal
@@ -69,6 +70,8 @@ class RunSettings:
     dry_run: bool
     full_refresh: bool
     bulk_api: str = "1.0"
+    concurrency_mode: str = "Parallel"
+    group_by_parent: bool = True
 
 
 class SyncRun:
@@ -99,7 +102,8 @@ class SyncRun:
             full_refresh=settings.full_refresh, dry_run=self.dry_run,
         )
         self._checkers: dict[str, ValueChecker] = {}
-        self.verdicts = Verdicts(self.ledger, self.changes, self._checkers)
+        self._parents: dict[str, str] = {}
+        self.verdicts = Verdicts(self.ledger, self.changes, self._checkers, self._parents)
         self._client: Any = None
         self._writer: BulkWriter | DryRunWriter | None = None
         self._checked: set[str] = set()
@@ -130,6 +134,9 @@ class SyncRun:
                 max_record_retries=self.settings.max_record_retries,
                 retry_backoff=self.settings.retry_backoff,
                 check_every=self.settings.poll_max,
+                concurrency_mode="Serial" if self.settings.concurrency_mode == "Serial"
+                else "Parallel",
+                group_by_parent=self.settings.group_by_parent,
                 logger=self.logger,
                 journal=self.journal,
             )
@@ -178,10 +185,14 @@ class SyncRun:
         check_objects(describes, objects, self.schemas)
         for om in objects:
             self._checked.add(om.sobject)
+            # The locking parent (Contact: AccountId) is read along, to group batches by it.
+            parent = parent_field(om.sobject, describes[om.sobject])
+            if parent is not None:
+                self._parents[om.sobject] = parent
             self._matchers[om.sobject] = ObjectMatcher(
                 self.client, om, describes[om.sobject],
                 lookup_batch_size=self.settings.lookup_batch_size,
-                read_fields=self.changes.read_fields(om),
+                read_fields=[*self.changes.read_fields(om), *([parent] if parent else [])],
                 logger=self.logger,
             )
             self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
@@ -413,6 +424,7 @@ class SyncRun:
                 stats = self.report.object(sobject)
                 stats.bulk_jobs, stats.bulk_batches = counts.jobs, counts.batches
                 stats.retried = counts.retried
+                stats.lock_retried = counts.lock_retried
         if self._client is None:
             return
         self.report.api_calls = Counter(self._client.api_calls)
