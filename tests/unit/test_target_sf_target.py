@@ -58,6 +58,12 @@ def test_limits_of_the_batch_sizes_are_enforced(tmp_path: Path) -> None:
     assert any("bulk_batch_size" in e for e in caught.value.errors)
 
 
+def test_serial_jobs_with_bulk_2_are_refused_at_start_up(tmp_path: Path) -> None:
+    """Bulk API 2.0 ingest jobs have no serial mode: the combination would silently not be."""
+    with pytest.raises(TargetConfigError, match=r"^concurrency_mode: Serial needs bulk_api 1.0"):
+        TargetSalesforceCRM(config=settings(tmp_path, concurrency_mode="Serial", bulk_api="2.0"))
+
+
 def test_missing_mapping_file_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(TargetConfigError, match=r"^mapping_file: .*nope\.yml does not exist"):
         TargetSalesforceCRM(config=settings(tmp_path, mapping_file=str(tmp_path / "nope.yml")))
