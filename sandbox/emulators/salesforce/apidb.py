@@ -5,7 +5,8 @@ it, so a slow bulk apply never holds a lock that an unrelated ledger write waits
 resetting the data and resetting the API state stay independent. Everything that grows with
 traffic (calls, batch payloads, per-record results) is kept here on disk, never in memory.
 Bulk API 2.0 query jobs keep their rendered CSV rows here too (`query_results`, 1,000 rows
-per chunk), so a result set can be served again for as long as its job exists.
+per chunk), so a result set can be served again for as long as its job exists; Bulk API 1.0
+query batches do the same (`bulk_query_*`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,36 @@ CREATE TABLE IF NOT EXISTS query_results (
     lines TEXT NOT NULL,
     PRIMARY KEY (job, chunk)
 );
+CREATE TABLE IF NOT EXISTS bulk_query_jobs (
+    id TEXT PRIMARY KEY,
+    operation TEXT NOT NULL,
+    object TEXT NOT NULL,
+    state TEXT NOT NULL,
+    api_version REAL NOT NULL,
+    pk_chunking TEXT,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bulk_query_batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    job_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_message TEXT,
+    soql TEXT NOT NULL,
+    header TEXT,
+    records_processed INTEGER NOT NULL DEFAULT 0,
+    processing_ms INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bulk_query_batches_job ON bulk_query_batches(job_id);
+CREATE TABLE IF NOT EXISTS bulk_query_results (
+    batch INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (batch, chunk)
+);
 """
 
 
@@ -130,3 +161,6 @@ class ApiDatabase:
             conn.execute("DELETE FROM results")
             conn.execute("DELETE FROM query_jobs")
             conn.execute("DELETE FROM query_results")
+            conn.execute("DELETE FROM bulk_query_jobs")
+            conn.execute("DELETE FROM bulk_query_batches")
+            conn.execute("DELETE FROM bulk_query_results")
