@@ -1,0 +1,177 @@
+"""The peer path: tap-salesforce-crm next to singer-io tap-salesforce 2.8.1 (REST and Bulk).
+
+All three read Account, Contact, Lead and CampaignMember of the seeded org into a file
+(page cache; RECORD lines are counted and their Ids compared after the clock stopped), each
+with a catalog from its own discovery, as Meltano runs a tap. Discovery is measured once
+per tap on its own. Runs are interleaved (ours, peer REST, peer Bulk) per repetition, so
+machine load falls on all three alike; API calls come from the sandbox's ledger.
+
+The peer runs as its users configure it: the refresh-token flow, `select_fields_by_default`
+(every field of each object), `INCREMENTAL` on `SystemModstamp` from a 2000 start date, so
+it reads everything; it logs in at its hard-coded login host, which `peer_login` routes to
+the sandbox. tap-salesforce-crm reads only the fields the reverse mapping needs, so the
+field counts are reported next to the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from emulators import defaults
+
+from harness import peer_install, peer_login, plugins, procs
+from harness.context import Context
+from harness.sandbox import Server
+from harness.stats import median_usage, with_rates
+
+OBJECTS = {"accounts": "Account", "contacts": "Contact", "leads": "Lead",
+           "campaign_members": "CampaignMember"}
+MODES = ("REST", "BULK")
+START_DATE = "2000-01-01T00:00:00Z"
+REPLICATION_KEY = "SystemModstamp"
+OURS = "tap-salesforce-crm"
+
+
+def peer_config(api_type: str) -> dict[str, Any]:
+    return {"refresh_token": defaults.SF_REFRESH_TOKEN, "client_id": defaults.SF_CLIENT_ID,
+            "client_secret": defaults.SF_CLIENT_SECRET, "start_date": START_DATE,
+            "api_type": api_type, "select_fields_by_default": True, "is_sandbox": True}
+
+
+def peer_catalog(discovered: dict[str, Any]) -> dict[str, Any]:
+    """The four objects selected, incremental on SystemModstamp; everything else off."""
+    wanted = set(OBJECTS.values())
+    for stream in discovered["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                meta = entry["metadata"]
+                meta["selected"] = stream["tap_stream_id"] in wanted
+                if REPLICATION_KEY in meta.get("valid-replication-keys", []):
+                    meta.update({"replication-method": "INCREMENTAL",
+                                 "replication-key": REPLICATION_KEY})
+    return discovered
+
+
+def fields_read(catalog: dict[str, Any], names: dict[str, str]) -> dict[str, int]:
+    """Columns per object a sync with this catalog reads (unsupported ones excluded)."""
+    counts = {}
+    for stream in catalog["streams"]:
+        name = names.get(stream["tap_stream_id"])
+        if name is None:
+            continue
+        unsupported = {tuple(entry["breadcrumb"]) for entry in stream["metadata"]
+                       if entry["metadata"].get("inclusion") == "unsupported"}
+        counts[name] = sum(("properties", prop) not in unsupported
+                           for prop in stream["schema"]["properties"])
+    return counts
+
+
+def read_output(path: Path, names: dict[str, str]) -> dict[str, list[str]]:
+    """Ids per object from the RECORD messages of a tap's output."""
+    ids: dict[str, list[str]] = {name: [] for name in OBJECTS.values()}
+    with path.open("rb") as lines:
+        for line in lines:
+            if b'"RECORD"' not in line[:40]:
+                continue
+            message = json.loads(line)
+            if message.get("type") == "RECORD":
+                ids[names[message["stream"]]].append(message["record"]["Id"])
+    return ids
+
+
+class _Runner:
+    """One tap's discovery and measured syncs against the Salesforce sandbox."""
+
+    def __init__(self, label: str, command: list[str], sync_flag: str, sf: Server,
+                 scratch: Path, names: dict[str, str], env: dict[str, str] | None) -> None:
+        self.label, self.command, self.sync_flag = label, command, sync_flag
+        self.sf, self.scratch, self.names, self.env = sf, scratch, names, env
+        self.catalog_path = scratch / f"{label}-catalog.json"
+
+    def _measured(self, args: list[str], out: Path, log: Path) -> dict[str, Any]:
+        self.sf.clear_ledger()
+        cpu_before = self.sf.cpu_seconds()
+        usage = procs.run(self.command + args, stdout=out, log=log, env=self.env)
+        sandbox_cpu = round(self.sf.cpu_seconds() - cpu_before, 3)
+        return {**usage.as_json(server_s=sandbox_cpu), "sandbox_cpu_s": sandbox_cpu,
+                "api_calls": dict(self.sf.ledger(limit=0)["by_kind"])}
+
+    def discover(self, select: Any) -> dict[str, Any]:
+        discovered = self.scratch / f"{self.label}-discovered.json"
+        usage = self._measured(["--discover"], discovered,
+                               self.scratch / f"{self.label}-discover.log")
+        catalog = select(json.loads(discovered.read_text()))
+        self.catalog_path.write_text(json.dumps(catalog))
+        return {**usage, "fields": fields_read(catalog, self.names)}
+
+    def sync(self, index: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        out = self.scratch / f"{self.label}-out.jsonl"
+        usage = self._measured([self.sync_flag, str(self.catalog_path)], out,
+                               self.scratch / f"{self.label}-{index}.log")
+        ids = read_output(out, self.names)
+        usage.update(records=sum(len(v) for v in ids.values()), output_bytes=out.stat().st_size)
+        out.unlink()
+        return usage, ids
+
+
+def _work_dir(ctx: Context) -> Path:
+    """`--work-dir`: the run's data folder is `<work-dir>/run/<size>-s<seed>`."""
+    return ctx.data_dir.parents[1]
+
+
+def _compare(ours: dict[str, list[str]], peer: dict[str, list[str]]) -> dict[str, Any]:
+    """Whether the peer read the same records, per object."""
+    return {name: {"ours": len(ours[name]), "peer": len(peer[name]),
+                   "same_ids": set(ours[name]) == set(peer[name]),
+                   "duplicates": len(peer[name]) - len(set(peer[name]))}
+            for name in OBJECTS.values()}
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    sf = ctx.salesforce
+    peer_exe = peer_install.peer_tap(_work_dir(ctx))
+    ours_config = plugins.write_config(ctx.scratch / "peer-ours.json",
+                                       plugins.tap_salesforce_config(sf.url, sf.ca_bundle))
+    with peer_login.routed_login(sf.url, sf.ca_bundle, ctx.scratch / "peer-login") as net:
+        runners = [_Runner(OURS, [str(plugins.executable(OURS)), "--config", str(ours_config)],
+                           "--catalog", sf, ctx.scratch, OBJECTS, None)]
+        peer_names = {name: name for name in OBJECTS.values()}
+        for mode in MODES:
+            config = plugins.write_config(ctx.scratch / f"peer-{mode.lower()}.json",
+                                          peer_config(mode))
+            # singer-python's taps take the catalog as --properties (it ignores --catalog).
+            runners.append(_Runner(f"tap-salesforce-{mode.lower()}",
+                                   [str(peer_exe), "--config", str(config)], "--properties",
+                                   sf, ctx.scratch, peer_names, net.env))
+        discovery = {runner.label: runner.discover(
+            (lambda catalog: catalog) if runner.label == OURS else peer_catalog)
+            for runner in runners}
+        syncs: dict[str, list[dict[str, Any]]] = {runner.label: [] for runner in runners}
+        first_ids: dict[str, dict[str, list[str]]] = {}
+        for index in range(ctx.repeat):
+            for runner in runners:
+                usage, ids = runner.sync(index)
+                syncs[runner.label].append(usage)
+                first_ids.setdefault(runner.label, ids)
+    records = sum(len(ids) for ids in first_ids[OURS].values())
+    taps = {}
+    for label, runs in syncs.items():
+        taps[label] = {**with_rates(median_usage(runs), records),
+                       "records": runs[0]["records"], "output_bytes": runs[0]["output_bytes"],
+                       "api_calls": runs[0]["api_calls"],
+                       "api_calls_total": sum(runs[0]["api_calls"].values()),
+                       "fields": discovery[label]["fields"], "runs": runs}
+    return {
+        "status": "ok",
+        "records": records,
+        "rows_by_object": {name: len(ids) for name, ids in first_ids[OURS].items()},
+        "peer": {"package": f"{peer_install.PACKAGE}=={peer_install.VERSION}",
+                 "environment": peer_install.installed_versions(peer_exe)},
+        "discovery": {label: {key: value for key, value in found.items() if key != "fields"}
+                      for label, found in discovery.items()},
+        "taps": taps,
+        "same_records": {label: _compare(first_ids[OURS], ids)
+                         for label, ids in first_ids.items() if label != OURS},
+    }
