@@ -12,6 +12,7 @@ import json
 import shutil
 import signal
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -56,6 +57,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
             section = peer_path.run(Context(seeded, data_dir, scratch, servers, None,
                                             args.repeat))
     except Exception as exc:  # recorded in the results and the exit status, never dropped
+        traceback.print_exc(file=sys.stderr)
         section = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     section.update(measured_at=started, load_before=load_before, load_after=machine.load(),
                    repeat=args.repeat)

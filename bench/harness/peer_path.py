@@ -1,10 +1,11 @@
 """The peer path: tap-salesforce-crm next to singer-io tap-salesforce 2.8.1 (REST and Bulk).
 
-All three read Account, Contact, Lead and CampaignMember of the seeded org into a file
-(page cache; RECORD lines are counted and their Ids compared after the clock stopped), each
-with a catalog from its own discovery, as Meltano runs a tap. Discovery is measured once
-per tap on its own. Runs are interleaved (ours, peer REST, peer Bulk) per repetition, so
-machine load falls on all three alike; API calls come from the sandbox's ledger.
+Each reads Account, Contact, Lead and CampaignMember of the seeded org into a file (page
+cache; RECORD lines are counted and their Ids compared after the clock stopped) with a
+catalog from its own discovery, as Meltano runs a tap. Discovery is measured once per tap
+on its own. Runs are interleaved (ours, then the peer in REST and Bulk mode, each with
+every field and "narrow" with only the fields ours reads) per repetition, so machine load
+falls on all alike; API calls come from the sandbox's ledger.
 
 The peer runs as its users configure it: the refresh-token flow, `select_fields_by_default`
 (every field of each object), `INCREMENTAL` on `SystemModstamp` from a 2000 start date, so
@@ -54,18 +55,34 @@ def peer_catalog(discovered: dict[str, Any]) -> dict[str, Any]:
     return discovered
 
 
-def fields_read(catalog: dict[str, Any], names: dict[str, str]) -> dict[str, int]:
-    """Columns per object a sync with this catalog reads (unsupported ones excluded)."""
-    counts = {}
+def narrowed(catalog: dict[str, Any], wanted: dict[str, set[str]]) -> dict[str, Any]:
+    """The peer's catalog with only the fields tap-salesforce-crm reads selected per object
+    (`selected: false` on the others; relationship columns such as `Campaign.Name` have no
+    peer field), to tell the cost of reading every field from the cost of the tap itself."""
+    catalog = json.loads(json.dumps(catalog))
+    for stream in catalog["streams"]:
+        fields = wanted.get(stream["tap_stream_id"])
+        for entry in stream["metadata"]:
+            if fields is not None and entry["breadcrumb"][:1] == ["properties"]:
+                entry["metadata"]["selected"] = entry["breadcrumb"][1] in fields
+    return catalog
+
+
+def fields_read(catalog: dict[str, Any], names: dict[str, str]) -> dict[str, set[str]]:
+    """Columns per object a sync with this catalog reads (unsupported or deselected ones
+    excluded; key and replication key are always read)."""
+    fields = {}
     for stream in catalog["streams"]:
         name = names.get(stream["tap_stream_id"])
         if name is None:
             continue
-        unsupported = {tuple(entry["breadcrumb"]) for entry in stream["metadata"]
-                       if entry["metadata"].get("inclusion") == "unsupported"}
-        counts[name] = sum(("properties", prop) not in unsupported
-                           for prop in stream["schema"]["properties"])
-    return counts
+        left_out = {entry["breadcrumb"][1] for entry in stream["metadata"]
+                    if entry["breadcrumb"][:1] == ["properties"]
+                    and entry["metadata"].get("inclusion") != "automatic"
+                    and (entry["metadata"].get("inclusion") == "unsupported"
+                         or entry["metadata"].get("selected") is False)}
+        fields[name] = set(stream["schema"]["properties"]) - left_out
+    return fields
 
 
 def read_output(path: Path, names: dict[str, str]) -> dict[str, list[str]]:
@@ -89,6 +106,7 @@ class _Runner:
         self.label, self.command, self.sync_flag = label, command, sync_flag
         self.sf, self.scratch, self.names, self.env = sf, scratch, names, env
         self.catalog_path = scratch / f"{label}-catalog.json"
+        self.fields: dict[str, int] = {}
 
     def _measured(self, args: list[str], out: Path, log: Path) -> dict[str, Any]:
         self.sf.clear_ledger()
@@ -98,13 +116,19 @@ class _Runner:
         return {**usage.as_json(server_s=sandbox_cpu), "sandbox_cpu_s": sandbox_cpu,
                 "api_calls": dict(self.sf.ledger(limit=0)["by_kind"])}
 
-    def discover(self, select: Any) -> dict[str, Any]:
+    def discover(self, select: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Measured discovery; returns its usage and the catalog the syncs will use."""
         discovered = self.scratch / f"{self.label}-discovered.json"
         usage = self._measured(["--discover"], discovered,
                                self.scratch / f"{self.label}-discover.log")
         catalog = select(json.loads(discovered.read_text()))
+        self.use(catalog)
+        return usage, catalog
+
+    def use(self, catalog: dict[str, Any]) -> None:
         self.catalog_path.write_text(json.dumps(catalog))
-        return {**usage, "fields": fields_read(catalog, self.names)}
+        self.fields = {name: len(names) for name, names in
+                       fields_read(catalog, self.names).items()}
 
     def sync(self, index: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
         out = self.scratch / f"{self.label}-out.jsonl"
@@ -138,16 +162,22 @@ def run(ctx: Context) -> dict[str, Any]:
         runners = [_Runner(OURS, [str(plugins.executable(OURS)), "--config", str(ours_config)],
                            "--catalog", sf, ctx.scratch, OBJECTS, None)]
         peer_names = {name: name for name in OBJECTS.values()}
+        discovery, catalogs = {}, {}
+        usage, ours_catalog = runners[0].discover(lambda catalog: catalog)
+        discovery[OURS] = usage
+        ours_fields = fields_read(ours_catalog, OBJECTS)
         for mode in MODES:
             config = plugins.write_config(ctx.scratch / f"peer-{mode.lower()}.json",
                                           peer_config(mode))
             # singer-python's taps take the catalog as --properties (it ignores --catalog).
-            runners.append(_Runner(f"tap-salesforce-{mode.lower()}",
-                                   [str(peer_exe), "--config", str(config)], "--properties",
-                                   sf, ctx.scratch, peer_names, net.env))
-        discovery = {runner.label: runner.discover(
-            (lambda catalog: catalog) if runner.label == OURS else peer_catalog)
-            for runner in runners}
+            command = [str(peer_exe), "--config", str(config)]
+            full = _Runner(f"tap-salesforce-{mode.lower()}", command, "--properties", sf,
+                           ctx.scratch, peer_names, net.env)
+            discovery[full.label], catalogs[mode] = full.discover(peer_catalog)
+            narrow = _Runner(f"{full.label}-narrow", command, "--properties", sf, ctx.scratch,
+                             peer_names, net.env)
+            narrow.use(narrowed(catalogs[mode], ours_fields))
+            runners += [full, narrow]
         syncs: dict[str, list[dict[str, Any]]] = {runner.label: [] for runner in runners}
         first_ids: dict[str, dict[str, list[str]]] = {}
         for index in range(ctx.repeat):
@@ -155,6 +185,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 usage, ids = runner.sync(index)
                 syncs[runner.label].append(usage)
                 first_ids.setdefault(runner.label, ids)
+        fields = {runner.label: runner.fields for runner in runners}
     records = sum(len(ids) for ids in first_ids[OURS].values())
     taps = {}
     for label, runs in syncs.items():
@@ -162,15 +193,14 @@ def run(ctx: Context) -> dict[str, Any]:
                        "records": runs[0]["records"], "output_bytes": runs[0]["output_bytes"],
                        "api_calls": runs[0]["api_calls"],
                        "api_calls_total": sum(runs[0]["api_calls"].values()),
-                       "fields": discovery[label]["fields"], "runs": runs}
+                       "fields": fields[label], "runs": runs}
     return {
         "status": "ok",
         "records": records,
         "rows_by_object": {name: len(ids) for name, ids in first_ids[OURS].items()},
         "peer": {"package": f"{peer_install.PACKAGE}=={peer_install.VERSION}",
                  "environment": peer_install.installed_versions(peer_exe)},
-        "discovery": {label: {key: value for key, value in found.items() if key != "fields"}
-                      for label, found in discovery.items()},
+        "discovery": discovery,
         "taps": taps,
         "same_records": {label: _compare(first_ids[OURS], ids)
                          for label, ids in first_ids.items() if label != OURS},
