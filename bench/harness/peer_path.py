@@ -3,9 +3,10 @@
 Each reads Account, Contact, Lead and CampaignMember of the seeded org into a file (page
 cache; RECORD lines are counted and their Ids compared after the clock stopped) with a
 catalog from its own discovery, as Meltano runs a tap. Discovery is measured once per tap
-on its own. Runs are interleaved (ours, then the peer in REST and Bulk mode, each with
-every field and "narrow" with only the fields ours reads) per repetition, so machine load
-falls on all alike; API calls come from the sandbox's ledger.
+on its own. Runs are interleaved per repetition (ours through REST `queryAll` and with
+`use_bulk_api` through Bulk API 2.0 query jobs, then the peer in REST and Bulk 1.0 mode,
+each with every field and "narrow" with only the fields ours reads), so machine load falls
+on all alike; API calls come from the sandbox's ledger.
 
 The peer runs as its users configure it: the refresh-token flow, `select_fields_by_default`
 (every field of each object), `INCREMENTAL` on `SystemModstamp` from a 2000 start date, so
@@ -165,6 +166,14 @@ def run(ctx: Context) -> dict[str, Any]:
         discovery, catalogs = {}, {}
         usage, ours_catalog = runners[0].discover(lambda catalog: catalog)
         discovery[OURS] = usage
+        bulk_config = plugins.write_config(
+            ctx.scratch / "peer-ours-bulk.json",
+            {**plugins.tap_salesforce_config(sf.url, sf.ca_bundle), "use_bulk_api": True})
+        ours_bulk = _Runner(f"{OURS}-bulk", [str(plugins.executable(OURS)), "--config",
+                                             str(bulk_config)], "--catalog", sf, ctx.scratch,
+                            OBJECTS, None)
+        ours_bulk.use(ours_catalog)
+        runners.append(ours_bulk)
         ours_fields = fields_read(ours_catalog, OBJECTS)
         for mode in MODES:
             config = plugins.write_config(ctx.scratch / f"peer-{mode.lower()}.json",
