@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 from emulators.salesforce import (
     admin,
     bulk,
+    bulk2_ingest,
     bulk2_query,
     bulk_query,
     metadata,
@@ -36,7 +37,8 @@ from emulators.salesforce.sessions import Sessions
 from emulators.salesforce.state import EXTENSION, SandboxState
 from emulators.salesforce.store import SalesforceStore
 
-# Large enough for a 10 MB Bulk batch; anything bigger is refused before it is read.
+# Large enough for a 10 MB Bulk batch; anything bigger is refused before it is read (a
+# Bulk 2.0 upload raises it to 100 MB for its own request).
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024
 
 
@@ -81,5 +83,6 @@ def create_app(data_dir: Path) -> Flask:
     app.gateway = Gateway(app.wsgi_app, state.ledger, faults)
     state.worker.start()
     bulk2_query.install(app, state)
+    bulk2_ingest.install(app, state)
     bulk_query.install(app, state)
     return app

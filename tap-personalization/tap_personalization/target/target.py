@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, ReverseMapping, load_reverse_mapping
+from crm_sync_mapping.singer_input import TolerantReader, TolerantTarget
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
@@ -175,7 +176,7 @@ def _types(schema: dict[str, Any]) -> list[str]:
     return [kind] if isinstance(kind, str) else list(kind)
 
 
-class TargetPersonalization(Target):
+class TargetPersonalization(TolerantTarget, Target):
     """Singer target writing CRM records to Personalization users, accounts and segments."""
 
     name = "target-personalization"
@@ -201,6 +202,7 @@ class TargetPersonalization(Target):
         # Sinks share one run (writers, index, report); their records come one at a time.
         self.max_parallelism = 1
         self.run = SyncRun(config, mapping, identity_attributes, logger=self.logger)
+        cast(TolerantReader, self.message_reader).on_unreadable = self.run.unreadable
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Number settings from environment variables first become numbers.

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, load_forward_mapping
+from crm_sync_mapping.singer_input import TolerantReader, TolerantTarget
 from singer_sdk import typing as th
+from singer_sdk.exceptions import InvalidInputLine, RecordsWithoutSchemaException
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
+from target_salesforce_crm.target.journal import JournalError
 from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.target.report import RejectThresholdError
 from target_salesforce_crm.target.run import RunSettings, SyncRun
@@ -50,6 +53,13 @@ TARGET_SETTINGS = th.PropertiesList(
                     "under 10 MB).",
     ),
     th.Property(
+        "bulk_api", th.StringType, default="1.0", allowed_values=["1.0", "2.0"],
+        description="Bulk API for the writes. 1.0 (default): batches of one open job, each "
+                    "answered on its own, so every STATE settles at the least calls. 2.0: "
+                    "each batch is its own ingest job (CSV upload, UploadComplete, results "
+                    "matched back to the records): the same outcomes, about twice the Bulk calls.",
+    ),
+    th.Property(
         "max_api_share", th.NumberType(exclusive_minimum=0, maximum=1), default=0.25,
         description="Refuse to write when a drain's estimated API calls exceed this share "
                     "of the remaining daily API requests (as Salesforce's Sforce-Limit-Info "
@@ -70,6 +80,21 @@ TARGET_SETTINGS = th.PropertiesList(
         "retry_backoff", th.NumberType(minimum=0), default=2.0,
         description="Seconds before the first retry round of transient failures; doubles "
                     "each round (capped at 60).",
+    ),
+    th.Property(
+        "concurrency_mode", th.StringType(allowed_values=["Parallel", "Serial"]),
+        default="Parallel",
+        description="Bulk job concurrency: Parallel (Salesforce processes several batches "
+                    "at once) or Serial (one batch at a time: slower, no lock contention "
+                    "between batches). Rows that fail UNABLE_TO_LOCK_ROW in a Parallel job "
+                    "are retried in a Serial job.",
+    ),
+    th.Property(
+        "group_by_parent", th.BooleanType, default=True,
+        description="Cut Bulk batches so that each parent record's children share a batch "
+                    "(Contacts by AccountId, read in the match look-up), and hold a child "
+                    "back while its parent is in a batch still being processed: avoids "
+                    "UNABLE_TO_LOCK_ROW in Parallel jobs. Off: batches follow input order.",
     ),
     th.Property(
         "output_dir", th.StringType, default=DEFAULT_OUTPUT_DIR,
@@ -130,7 +155,7 @@ class TargetConfigError(Exception):
 # Errors that end a run with one actionable line instead of a traceback.
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
-    FingerprintStoreError,
+    FingerprintStoreError, JournalError, RecordsWithoutSchemaException, InvalidInputLine,
 )
 
 
@@ -157,7 +182,7 @@ def load_mapping(path_setting: str) -> Any:
         ) from None
 
 
-class TargetSalesforceCRM(Target):
+class TargetSalesforceCRM(TolerantTarget, Target):
     """Singer target writing mapped streams to Salesforce CRM objects."""
 
     name = "target-salesforce-crm"
@@ -170,12 +195,17 @@ class TargetSalesforceCRM(Target):
         # so drains run one after another.
         self.max_parallelism = 1
         check_credential_urls(self.config)  # before any input: nothing leaves in cleartext
+        if self.setting("concurrency_mode") == "Serial" and self.setting("bulk_api") == "2.0":
+            raise TargetConfigError(
+                "concurrency_mode: Serial needs bulk_api 1.0 (Bulk API 2.0 ingest jobs always "
+                "run in parallel); set one of them back to its default")
         self.mapping = load_mapping(str(self.setting("mapping_file")))
         self.output_dir = Path(str(self.setting("output_dir")))
         self.run = SyncRun(
             self.mapping, self.run_settings(), logger=self.logger,
             connect=self.create_client, bulk_for=self.create_bulk,
         )
+        cast(TolerantReader, self.message_reader).on_unreadable = self.run.unreadable
 
     def run_settings(self) -> RunSettings:
         return RunSettings(
@@ -189,6 +219,9 @@ class TargetSalesforceCRM(Target):
             poll_max=float(self.setting("poll_max")),
             dry_run=bool(self.setting("dry_run")),
             full_refresh=bool(self.setting("full_refresh")),
+            bulk_api=str(self.setting("bulk_api")),
+            concurrency_mode=str(self.setting("concurrency_mode")),
+            group_by_parent=bool(self.setting("group_by_parent")),
         )
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -225,13 +258,28 @@ class TargetSalesforceCRM(Target):
 
     def create_bulk(self, client: Any) -> Any:
         from target_salesforce_crm.target.bulk import BulkClient
+        from target_salesforce_crm.target.bulk2 import Bulk2Client
 
-        return BulkClient(
+        bulk_class = Bulk2Client if self.setting("bulk_api") == "2.0" else BulkClient
+        return bulk_class(
             client,
             poll_initial=float(self.setting("poll_initial")),
             poll_max=float(self.setting("poll_max")),
             poll_timeout=float(self.setting("poll_timeout")),
         )
+
+    def listen(self, file_input: Any = None) -> None:
+        """Read the input; the report says "running" until the run ends, "failed" if it dies.
+
+        A run that stops on input (a RECORD before its SCHEMA, a SCHEMA without properties)
+        or on a signal leaves a failed report, never the previous run's.
+        """
+        try:
+            self.run.start()
+            super().listen(file_input)
+        except BaseException as exc:
+            self.run.fail(exc)
+            raise
 
     def _write_state_message(self, state: dict) -> None:
         """A STATE promises an outcome for every record before it: settle first.
