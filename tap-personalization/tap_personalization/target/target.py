@@ -25,6 +25,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
 
 from tap_personalization.errors import PersonalizationError, plain_errors
+from tap_personalization.mapping_init import COMMAND as MAPPING_COMMAND
 from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
@@ -140,7 +141,10 @@ def load_mapping(config: dict[str, Any]) -> tuple[ReverseMapping | None, list[st
     path = Path(str(config.get("mapping_file") or DEFAULT_MAPPING_FILE))
     if not path.is_file():
         return None, [f"Setting mapping_file: {path} does not exist (working directory "
-                      f"{Path.cwd()}); point it at the crm-to-personalization mapping."]
+                      f"{Path.cwd()}); write the example mappings with `{MAPPING_COMMAND} "
+                      "init transforms` (in Meltano: `meltano invoke "
+                      "target-personalization:init-mapping`) or point it at your "
+                      "crm-to-personalization mapping."]
     try:
         mapping = load_reverse_mapping(path)
     except MappingError as exc:

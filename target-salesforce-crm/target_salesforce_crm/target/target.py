@@ -19,6 +19,7 @@ from singer_sdk.target_base import Target
 
 from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
+from target_salesforce_crm.mapping_init import COMMAND as MAPPING_COMMAND
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
 from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
@@ -145,8 +146,10 @@ def load_mapping(path_setting: str) -> Any:
     path = Path(path_setting)
     if not path.is_file():
         raise TargetConfigError(
-            f"mapping_file: {path} does not exist; set mapping_file to the forward mapping "
-            f"(e.g. {DEFAULT_MAPPING_FILE})"
+            f"mapping_file: {path} does not exist (working directory {Path.cwd()}); write "
+            f"the example mappings with `{MAPPING_COMMAND} init transforms` (in Meltano: "
+            "`meltano invoke target-salesforce-crm:init-mapping`) or set mapping_file to "
+            "your forward mapping"
         )
     try:
         return load_forward_mapping(path)
