@@ -22,6 +22,7 @@ import click
 from crm_sync_mapping import MappingError, ReverseMapping, load_reverse_mapping
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
 from tap_personalization.errors import PersonalizationError, plain_errors
@@ -32,6 +33,7 @@ from tap_personalization.settings import (
     DEFAULT_REQUEST_TIMEOUT,
     config_problems,
 )
+from tap_personalization.target.batch_files import batch_record_messages
 from tap_personalization.target.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
 from tap_personalization.target.connection_test import check_connection
 from tap_personalization.target.delivery import (
@@ -184,6 +186,7 @@ class TargetPersonalization(Target):
 
     name = "target-personalization"
     package_name = "tap-personalization"  # the distribution that ships both plugins
+    capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = MappedSink
 
@@ -234,6 +237,12 @@ class TargetPersonalization(Target):
         except BaseException as exc:
             self.run.fail(exc)
             raise
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Each line of each BATCH file takes the RECORD path (see `batch_files`); a file
+        that cannot be read fails the run like any other error in `listen`."""
+        for record_message in batch_record_messages(message_dict, self.config):
+            self._process_record_message(record_message)
 
     def _write_state_message(self, state: dict) -> None:
         """STATE only after every earlier record has its outcome and its file is delivered.

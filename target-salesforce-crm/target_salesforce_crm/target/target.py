@@ -15,12 +15,14 @@ from typing import Any
 import click
 from crm_sync_mapping import MappingError, load_forward_mapping
 from singer_sdk import typing as th
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.mapping_init import COMMAND as MAPPING_COMMAND
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
+from target_salesforce_crm.target.batch_files import BatchFileError, batch_record_messages
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
 from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.target.report import RejectThresholdError
@@ -131,7 +133,7 @@ class TargetConfigError(Exception):
 # Errors that end a run with one actionable line instead of a traceback.
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
-    FingerprintStoreError,
+    FingerprintStoreError, BatchFileError,
 )
 
 
@@ -164,6 +166,7 @@ class TargetSalesforceCRM(Target):
     """Singer target writing mapped streams to Salesforce CRM objects."""
 
     name = "target-salesforce-crm"
+    capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = _config_schema()
     default_sink_class = MappedSink
 
@@ -235,6 +238,15 @@ class TargetSalesforceCRM(Target):
             poll_max=float(self.setting("poll_max")),
             poll_timeout=float(self.setting("poll_timeout")),
         )
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Each line of each BATCH file takes the RECORD path (see `batch_files`)."""
+        try:
+            for record_message in batch_record_messages(message_dict, self.config):
+                self._process_record_message(record_message)
+        except BatchFileError as exc:
+            self.run.fail(exc)  # the report says why; no STATE follows
+            raise
 
     def _write_state_message(self, state: dict) -> None:
         """A STATE promises an outcome for every record before it: settle first.
