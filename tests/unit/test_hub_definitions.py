@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.plugins import about
 from tap_personalization.settings import SETTINGS_GROUPS as PERSONALIZATION_GROUPS
 from target_salesforce_crm.settings import SETTINGS_GROUPS as SALESFORCE_GROUPS
 
@@ -24,7 +25,8 @@ GROUPS = {"tap-personalization": PERSONALIZATION_GROUPS,
 
 def _generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("hub_generate", ROOT / "hub" / "generate.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -35,7 +37,7 @@ hub = _generator()
 
 @pytest.fixture(scope="module")
 def abouts() -> dict[str, dict[str, Any]]:
-    return {name: hub.about(name) for name in hub.PLUGINS}
+    return {name: about(name) for name in hub.PLUGINS}
 
 
 @pytest.mark.parametrize("name", sorted(hub.PLUGINS))
