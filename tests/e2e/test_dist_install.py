@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from support.dist import fresh_venv, install, interpreter, wheel
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dist")]
+pytestmark = pytest.mark.e2e  # no xdist group: each worker builds dist/ once (seconds)
 PLUGINS = {"tap-personalization": ("tap-personalization", "target-personalization"),
            "target-salesforce-crm": ("target-salesforce-crm", "tap-salesforce-crm")}
+ROOT = Path(__file__).resolve().parents[2]
 MAPPING_COMMAND = {"tap-personalization": "personalization-mapping",
                    "target-salesforce-crm": "salesforce-crm-mapping"}
 
@@ -58,3 +59,16 @@ def test_both_wheels_share_one_environment_without_sharing_a_file(
     subprocess.run([str(bin_dir / "python"), "-c",
                     "import target_salesforce_crm.target.target, "
                     "tap_personalization.target.target"], check=True, timeout=120)
+
+
+def test_the_package_folder_installs_alone(tmp_path: Path) -> None:
+    """A path `pip_url` (and a `git+…#subdirectory=` one: the same build in a clone) builds
+    the wheel straight from the folder, the library copied from ../transforms."""
+    bin_dir = fresh_venv(tmp_path / "venv", interpreter("3.12"))
+    # uv would reuse a cached build of the folder while its pyproject.toml is unchanged
+    install(bin_dir, ROOT / "tap-personalization", "--reinstall-package", "tap-personalization")
+    answer = subprocess.run([str(bin_dir / "target-personalization"), "--about", "--format=json"],
+                            capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(answer.stdout)["name"] == "target-personalization"
+    site = next((tmp_path / "venv" / "lib").glob("python3.12/site-packages"))
+    assert (site / "tap_personalization" / "_vendor" / "crm_sync_mapping" / "examples").is_dir()

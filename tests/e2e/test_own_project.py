@@ -25,7 +25,7 @@ from emulators import defaults
 from emulators.demo_data import generate
 from support.dist import wheel
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dist")]
+pytestmark = pytest.mark.e2e  # no xdist group: each worker builds dist/ once (seconds)
 ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
 USERS = 40

@@ -50,8 +50,8 @@ def fresh_venv(folder: Path, python: str) -> Path:
     return folder / "bin"
 
 
-def install(bin_dir: Path, *requirements: Path) -> subprocess.CompletedProcess[str]:
-    """`uv pip install` into that environment, from the package index only."""
+def install(bin_dir: Path, *requirements: Path | str) -> subprocess.CompletedProcess[str]:
+    """`uv pip install` into that environment, from the package index only (plus options)."""
     return subprocess.run(
         [str(UV), "pip", "install", "--python", str(bin_dir / "python"),
          *map(str, requirements)],

@@ -74,3 +74,13 @@ def test_a_missing_mapping_file_says_how_to_get_the_examples(tmp_path: Path) -> 
     assert "`meltano invoke target-salesforce-crm:init-mapping`" in str(forward.value)
     _, problems = reverse_mapping({"mapping_file": str(tmp_path / REVERSE)})
     assert "`personalization-mapping init transforms`" in problems[0]
+
+
+def test_both_targets_read_batch_files_with_the_same_code() -> None:
+    """Two distributions cannot share the module; only the error's base class differs."""
+    crm = (ROOT / "target-salesforce-crm" / "target_salesforce_crm" / "target" / "batch_files.py")
+    pzn = (ROOT / "tap-personalization" / "tap_personalization" / "target" / "batch_files.py")
+    own = pzn.read_text().replace(
+        "\nfrom tap_personalization.errors import PersonalizationError\n\n", "\n").replace(
+        "class BatchFileError(PersonalizationError):", "class BatchFileError(Exception):")
+    assert own == crm.read_text()

@@ -5,7 +5,8 @@ sink's `process_batch`, past stream maps, validation and key checks. An upstream
 `batch_config` (JSONL, optionally gzip, `file://` or any fsspec URL in the manifest) would
 then bypass every check that gives a record its outcome. Here the files are read one line at
 a time and each line becomes the RECORD message it stands for, so memory stays bounded and a
-record gets the same outcome however it arrived.
+record gets the same outcome however it arrived. Both targets have this module (two
+distributions, and neither plugin may import the other); only the error's base class differs.
 """
 
 from __future__ import annotations
