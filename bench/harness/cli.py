@@ -1,8 +1,9 @@
 """`bench/run.py`: seed, start the sandboxes, run each path, write JSON and the README.
 
 One size at a time: a pristine seeded copy (generated once), fresh working data, both
-emulators on free ports, then the selected paths in a fixed order (target, tap, reverse: the
-reverse path writes Personalization attributes the tap would otherwise read). A path that
+emulators on free ports, then the selected paths in a fixed order (target, bulk_api, tap,
+reverse: the reverse path writes Personalization attributes the tap would otherwise read).
+`bulk_api` (Bulk API 1.0 against 2.0) runs only when `--only` names it. A path that
 fails is recorded with its error and the others still run; the exit status says so.
 """
 
@@ -21,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from harness import (
+    bulk_api_path,
     dataset,
     goals,
     machine,
@@ -35,8 +37,10 @@ from harness.sandbox import running
 
 BENCH = Path(__file__).resolve().parents[1]
 PATHS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "target": target_path.run, "tap": tap_path.run, "reverse": reverse_path.run,
+    "target": target_path.run, "bulk_api": bulk_api_path.run, "tap": tap_path.run,
+    "reverse": reverse_path.run,
 }
+DEFAULT_PATHS = ("target", "tap", "reverse")
 PROFILES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "target": target_path.profile, "tap": tap_path.profile, "reverse": reverse_path.profile,
 }
@@ -69,8 +73,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs per measurement; the median is reported "
                              f"(default 3 up to {SMALL_SIZE:,} records, 1 above)")
-    parser.add_argument("--only", default=",".join(PATHS),
-                        help=f"comma-separated paths to run: {', '.join(PATHS)} (default all)")
+    parser.add_argument("--only", default=",".join(DEFAULT_PATHS),
+                        help=f"comma-separated paths to run: {', '.join(PATHS)} (default "
+                             f"{', '.join(DEFAULT_PATHS)})")
     parser.add_argument("--seed", type=int, default=42, help="demo-data seed (default 42)")
     parser.add_argument("--work-dir", type=Path, default=BENCH / "work",
                         help="seeded data, captured streams and scratch files (git-ignored)")
@@ -135,14 +140,14 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     stream = None
     with running(data_dir, seeded.folder) as servers:
-        if "target" in args.paths:
+        if {"target", "bulk_api"} & set(args.paths):
             stream = dataset.users_stream(args.work_dir, seeded, servers["personalization"],
                                           scratch)
         ctx = Context(seeded, data_dir, scratch, servers, stream, repeat)
         for name in PATHS:  # fixed order, whatever order --only gave
             if name in args.paths:
                 paths[name] = _run_path(name, ctx)
-                if args.profile and paths[name]["status"] == "ok":
+                if args.profile and name in PROFILES and paths[name]["status"] == "ok":
                     paths[name]["profile"] = _profile_path(name, ctx)
     for system in ("salesforce", "personalization"):  # the bulk of the disk; logs stay
         shutil.rmtree(data_dir / system)

@@ -82,6 +82,13 @@ def per_size(size: int, paths: dict[str, Any]) -> list[dict[str, Any]]:
             "tap-salesforce-crm API calls = minimum",
             f"{calls['actual_total']} vs {calls['minimum_total']}", calls["at_minimum"],
             _excess(calls)))
+    if bulk_api := _ok(paths, "bulk_api"):
+        goals.append(_goal(
+            "target-salesforce-crm Bulk 2.0 writes what Bulk 1.0 writes",
+            f"{bulk_api['bulk_2_0']['api_calls_total']} vs "
+            f"{bulk_api['bulk_1_0']['api_calls_total']} calls",
+            bulk_api["same_outcomes"],
+            f"wall {bulk_api['ratios']['wall_2_vs_1']}x of 1.0's"))
     for plugin, peak in peak_rss(paths).items():
         binding = size >= RSS_BUDGET_SIZE
         goals.append(_goal(f"{plugin} peak RSS < 300 MB", f"{peak:.0f} MB",

@@ -34,8 +34,19 @@ def result_files(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def latest_by_size(files: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The newest result file per size."""
-    latest = {int(data["size"]): data for data in files}
+    """Per size, the newest measurement of each path (a file may hold only some paths, as
+    after `--only bulk_api`); goals are worked out again over the paths combined."""
+    latest: dict[int, dict[str, Any]] = {}
+    for data in files:  # oldest first: newer files overwrite
+        size = int(data["size"])
+        entry = latest.setdefault(size, {"paths": {}, "source": {}})
+        entry.update({key: value for key, value in data.items()
+                      if key not in ("paths", "source")})
+        entry["paths"].update(data["paths"])
+        entry["source"].update(dict.fromkeys(data["paths"], data["file"]))
+    for size, entry in latest.items():
+        entry["files"] = sorted(set(entry["source"].values()))
+        entry["goals"] = goals.per_size(size, entry["paths"])
     return dict(sorted(latest.items()))
 
 
@@ -147,6 +158,29 @@ def _calls_section(results: dict[int, dict[str, Any]]) -> list[str]:
     return _table(["records", "matched", "calls by kind (first sync)", "theoretical minimum",
                    "excess", "polls per run", "sandbox batch s per run",
                    "notice latency s per run"], rows)
+
+
+def _bulk_api_section(results: dict[int, dict[str, Any]]) -> list[str]:
+    rows = []
+    for size, result in results.items():
+        if not (section := _ok(result, "bulk_api")):
+            continue
+        for label, name in (("1.0", "bulk_1_0"), ("2.0", "bulk_2_0")):
+            side = section[name]
+            outcome = side["outcome"]
+            rows.append([
+                _fmt(size), label, _fmt(side["wall_s"], 1), _fmt(side["net_wall_s"], 1),
+                _fmt(side["cpu_s"], 1), _fmt(side["sandbox_cpu_s"], 1),
+                _fmt(outcome["updated"]), _fmt(outcome["unmatched"]), _fmt(outcome["rejected"]),
+                _fmt(outcome["bulk_batches"]), _fmt(side["api_calls_total"]),
+                ", ".join(f"{kind} {count}" for kind, count in side["api_calls"].items()),
+                _fmt(side["peak_rss_max_mb"]),
+                "yes" if section["same_outcomes"] else "**no**",
+            ])
+    return _table(["records", "Bulk API", "wall s", "net s", "CPU s", "sandbox CPU s",
+                   "updated", "unmatched", "rejected", "batches (2.0: jobs)", "calls",
+                   "calls by kind", "peak RSS MB", "same writes"], rows) if rows else [
+        "Not measured yet: `python bench/run.py --only bulk_api`."]
 
 
 def _tap_section(results: dict[int, dict[str, Any]]) -> list[str]:
@@ -276,13 +310,16 @@ def render(files: list[dict[str, Any]]) -> str:
     lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, "
              f"{machine['memory_gb']} GB RAM, Python {machine['python']}, "
              f"{machine['platform']}. Files: "
-             + ", ".join(f"`results/{r['file']}`" for r in results.values()) + ".", ""]
+             + ", ".join(f"`results/{name}`" for r in results.values() for name in r["files"])
+             + ".", ""]
     sections = (
         ("Runs", _runs_section), ("Goals", _goals_section),
         ("Target path: users stream → target-salesforce-crm, and the floor",
          _target_section),
         ("Target path: API calls (ledger) against the theoretical minimum", _calls_section),
         ("Target path: re-run of the same input (nothing changed)", _rerun_section),
+        ("Bulk API 1.0 against 2.0: the same first sync (`--only bulk_api`)",
+         _bulk_api_section),
         ("Tap path: tap-personalization against a bare HTTP loop", _tap_section),
         ("Reverse path: tap-salesforce-crm | target-personalization (ETL feed)",
          _reverse_section),

@@ -7,6 +7,7 @@ at once instead of running without the fault it meant to inject.
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -34,6 +35,7 @@ def parse_faults(
     rates: tuple[str, ...] = (),
     counts: tuple[str, ...] = (),
     ranges: dict[str, tuple[float, float]] | None = None,
+    patterns: tuple[str, ...] = (),
 ) -> _T:
     """`settings` built from `raw`: rates in 0..1, counts non-negative, ranges inclusive.
 
@@ -64,6 +66,15 @@ def parse_faults(
             if not _is_number(value) or not low <= value <= high:
                 raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
             values[name] = float(value)
+    for name in patterns:
+        if name in raw:
+            value = raw[name]
+            try:
+                re.compile(value)
+            except (TypeError, re.error) as exc:
+                raise ValueError(f"{name} must be a regular expression, got {value!r} "
+                                 f"({exc})") from None
+            values[name] = value
     seed = raw.get("seed")
     if seed is not None and not _is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")

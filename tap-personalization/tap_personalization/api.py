@@ -10,6 +10,7 @@ target's export reads.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 import requests
+from crm_sync_mapping.singer_input import replace_invalid_text
 from singer_sdk.exceptions import RetriableAPIError
 
 from tap_personalization.auth import (
@@ -104,21 +106,26 @@ def body_excerpt(response: requests.Response, limit: int = 200) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
-def json_body(response: requests.Response) -> Any:
+def json_body(response: requests.Response, repaired: dict[str, int] | None = None) -> Any:
     """Decode a JSON body, keeping decimals exact; a non-JSON 2xx is a wrong host or proxy.
 
     A UTF-8 body is decoded by msgspec, about twice as fast as `requests` (decoding was the
-    largest single cost of an export). Whatever msgspec refuses (a BOM, invalid bytes,
-    malformed JSON) goes through `requests` as before, so results and error messages are the
-    same either way; so does a body in another charset.
+    largest single cost of an export). Whatever msgspec refuses goes through `json`: a body
+    with invalid text (a lone UTF-16 surrogate, bytes that are not UTF-8) is read with each
+    bad code point replaced by U+FFFD, and `repaired` gets how many at each JSON path, so one
+    damaged profile never stops an export. A body in another charset goes through `requests`.
     """
-    if _UTF8.fullmatch(response.encoding or "utf-8"):
+    utf8 = bool(_UTF8.fullmatch(response.encoding or "utf-8"))
+    if utf8:
         try:
             return _JSON_DECODER.decode(response.content)
         except msgspec.DecodeError:
             pass
     try:
-        return response.json(parse_float=Decimal)
+        if not utf8:
+            return response.json(parse_float=Decimal)
+        body = json.loads(response.content.decode("utf-8-sig", errors="surrogateescape"),
+                          parse_float=Decimal)
     except ValueError as exc:
         msg = (
             f"{request_label(response.request)} answered HTTP {response.status_code} with a "
@@ -126,15 +133,20 @@ def json_body(response: requests.Response) -> Any:
             f"): check base_url points at the Personalization API. Body: {body_excerpt(response)}"
         )
         raise PersonalizationRequestError(msg) from exc
+    fixed = replace_invalid_text(body)
+    if repaired is not None:
+        repaired.update(fixed)
+    return body
 
 
 _JSON_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _UTF8 = re.compile(r"utf-?8", re.IGNORECASE)
 
 
-def export_page_rows(response: requests.Response) -> list[Any]:
+def export_page_rows(response: requests.Response,
+                     repaired: dict[str, int] | None = None) -> list[Any]:
     """The rows of one export page, which the API sends as a bare JSON array."""
-    body = json_body(response)
+    body = json_body(response, repaired)
     if not isinstance(body, list):
         msg = (
             f"{request_label(response.request)} answered a JSON {type(body).__name__} where "

@@ -29,6 +29,7 @@ from target_salesforce_crm.errors import (
     SalesforceError,
     TLSTrustError,
     TransientError,
+    UnansweredError,
     backoff_delay,
     classify,
     one_line,
@@ -141,12 +142,14 @@ class SalesforceClient:
     # -- the choke point -----------------------------------------------------------------
     def request(self, method: str, path: str, *, kind: str,
                 body_for_session: Callable[[str], bytes] | None = None,
-                **kwargs: Any) -> requests.Response:
+                replayable: bool = True, **kwargs: Any) -> requests.Response:
         """Send one API call with retries and at most one re-authentication.
 
         `path` is relative to the instance (`/services/...`) or absolute. Bulk paths get
         the `X-SFDC-Session` header; SOAP calls pass `body_for_session`, which builds the
-        envelope around the token so a renewed session is used on the retry.
+        envelope around the token so a renewed session is used on the retry. A call that is
+        not `replayable` (it creates something) whose answer never came raises
+        `UnansweredError` instead of going again: it may have taken effect.
         """
         style = _style(path)
         if style == "soap" and body_for_session is None:
@@ -168,6 +171,9 @@ class SalesforceClient:
             except requests.exceptions.SSLError as exc:
                 raise TLSTrustError(url, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if not replayable and not _never_sent(exc):
+                    raise UnansweredError(
+                        0, "NO_ANSWER", f"{type(exc).__name__}: {exc}", context=where) from None
                 error: ApiError = TransientError(
                     0, "CONNECTION_ERROR", f"{type(exc).__name__}: {exc}", context=where)
             else:
@@ -305,6 +311,12 @@ class SalesforceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """The connection was not even opened, so the request cannot have taken effect."""
+    return isinstance(exc, requests.exceptions.ConnectTimeout) or "NewConnectionError" in repr(
+        exc)
 
 
 def _ca_bundle(config: Mapping[str, Any]) -> str | bool:

@@ -61,6 +61,14 @@ class TransientError(ApiError):
     """Worth retrying later: 5xx, dropped connections, row lock contention."""
 
 
+class UnansweredError(TransientError):
+    """A request that changes something went out and no answer came back.
+
+    It may or may not have taken effect, so it is not sent again blindly: the caller finds
+    out first (see `BulkClient.add_batch`).
+    """
+
+
 class RequestLimitExceeded(ApiError):
     """An org allowance (daily API requests, bulk batches) is used up: stop the run."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crm_sync_mapping.singer_batch import BatchFileError
 from support import target_personalization as pzn
 from support import target_salesforce_crm as crm
 from support.tap_jsonl import tap_messages
@@ -69,8 +70,8 @@ def test_target_salesforce_crm_batch_files_give_the_record_outcomes(
     contact = objects["Contact"]
     assert (contact["updated"], contact["unmatched"], contact["candidates"]) == (2, 1, 3)
     assert [code for _, code, _ in rejects] == ["INVALID_RECORD", "INVALID_RECORD"]
-    assert rejects[0][2].endswith("it has no 'id' (the stream's key_properties)")
-    assert rejects[1][2].endswith("'high' is not of type 'number', 'null'")
+    assert "it has no 'id' (the stream's key_properties)" in rejects[0][2]
+    assert "'high' is not of type 'number', 'null'" in rejects[1][2]
     assert ledger["bulk_batch"] == 1  # five records in three files: still one batch
 
 
@@ -111,16 +112,45 @@ def test_target_personalization_batch_files_give_the_record_outcomes(
                              ("003000000000009AAA", "unmatched", "unknown_identity")]
 
 
-def test_a_batch_file_that_is_not_json_names_its_line(sf: Any, tmp_path: Path) -> None:
+def test_a_batch_line_that_is_not_json_is_an_unreadable_line_reject(
+    sf: Any, tmp_path: Path,
+) -> None:
+    """As such a line on standard input would be: one UNREADABLE_LINE reject naming the
+    file and line; the rest of the file goes on."""
+    crm.seed(sf, "Contact", [{"LastName": "Ada", "Email": "ada@example.com"}])
     files = tmp_path / "files"
     files.mkdir()
-    (files / "users-1.jsonl").write_text('{"id": "u-000001"}\nnot json\n')
+    lines = ['{"id": "u-000001", "emailAddress": "ada@example.com", "engagementScore": 0.5}',
+             "not json", '{"id": "u-000002"},"stream":"accounts"', '"text"']
+    (files / "users-1.jsonl").write_text("".join(line + "\n" for line in lines))
+    cfg = crm.config_for(sf, tmp_path, fail_on_rejects=10)
+    url = (files / "users-1.jsonl").as_uri()
+    crm.run_target(cfg, [
+        {"type": "SCHEMA", "stream": "users", "schema": USER_SCHEMA, "key_properties": ["id"]},
+        {"type": "BATCH", "stream": "users", "encoding": {"format": "jsonl"}, "manifest": [url]},
+    ])
+    objects, rejects = outcomes(tmp_path / "out")
+    assert objects["Contact"]["updated"] == 1
+    assert [code for _, code, _ in rejects] == [
+        "INVALID_RECORD", "UNREADABLE_LINE", "UNREADABLE_LINE"]
+    assert "its record is text, not a JSON object" in rejects[0][2]  # line 4
+    assert rejects[1][2].startswith("input line 2 is not JSON (Expecting value")
+    assert rejects[2][2].startswith("input line 3 is not JSON (Extra data")
+    assert all(f"in BATCH file {url}" in message for _, _, message in rejects[1:])
+
+
+def test_a_batch_file_that_cannot_be_read_fails_the_run_naming_it(
+    sf: Any, tmp_path: Path,
+) -> None:
     cfg = crm.config_for(sf, tmp_path)
-    batch = {"type": "BATCH", "stream": "users", "encoding": {"format": "jsonl"},
-             "manifest": [(files / "users-1.jsonl").as_uri()]}
-    schema = {"type": "SCHEMA", "stream": "users", "schema": USER_SCHEMA, "key_properties": ["id"]}
-    with pytest.raises(Exception, match=r"users-1\.jsonl line 2: not JSON"):
-        crm.run_target(cfg, [schema, batch])
+    missing = (tmp_path / "gone.jsonl.gz").as_uri()
+    with pytest.raises(BatchFileError, match=r"BATCH file .*gone\.jsonl\.gz of stream 'users'"):
+        crm.run_target(cfg, [
+            {"type": "SCHEMA", "stream": "users", "schema": USER_SCHEMA,
+             "key_properties": ["id"]},
+            {"type": "BATCH", "stream": "users",
+             "encoding": {"format": "jsonl", "compression": "gzip"}, "manifest": [missing]},
+        ])
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["status"] == "failed"
-    assert "line 2: not JSON" in report["error"]
+    assert "gone.jsonl.gz" in report["error"]

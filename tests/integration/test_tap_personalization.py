@@ -345,3 +345,4 @@ def test_memory_does_not_grow_with_the_number_of_users(sandbox: Any) -> None:
     assert pages == (math.ceil(428 / 100) + 1) + (math.ceil(USERS / 100) + 1)  # 7x the rows ...
     print(f"peak: {small_peak} bytes for 428 users, {big_peak} bytes for {USERS} users")
     assert big_peak < 2 * small_peak  # ... but about the memory of one page either way
+

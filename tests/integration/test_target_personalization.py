@@ -7,14 +7,19 @@ with, plus the ledger of calls the target made.
 
 from __future__ import annotations
 
+import io
 import json
+import signal
 import subprocess
 import sys
+import time
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.target_personalization import config_for, run_target
+from tap_personalization.target.target import TargetPersonalization
 
 pytestmark = pytest.mark.integration
 
@@ -335,3 +340,58 @@ def test_a_record_without_its_key_property_is_one_reject(sandbox: Any, tmp_path:
     assert "it has no 'Id' (the stream's key_properties)" in reject["message"]
     assert user(sandbox, "u-000003")["attributes"]["crmTitle"] == "CFO"
     assert "crmTitle" not in user(sandbox, "u-000001")["attributes"]
+
+
+def test_bad_input_lines_are_rejects_and_the_run_goes_on(sandbox: Any, tmp_path: Path) -> None:
+    """Each kind of unusable line costs one reject line (the table in docs/bad-inputs.md)."""
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api")
+    good = rec("contacts", Id=CONTACT_C, Email=None, Title="CFO", Department=None,
+               LeadSource=None, IsDeleted=False)
+    bad = [
+        (rec("contacts", Id="003000000000007AAA", Email="x@example.com", Title="cut \ud83d",
+             Department=None, LeadSource=None, IsDeleted=False), "invalid_record",
+         "Title holds text that is not valid Unicode"),
+        ({"type": "RECORD", "stream": "contacts", "record": None}, "invalid_record",
+         "its record is null"),
+        ({"type": "RECORD", "stream": "contacts",
+          "record": {"Id": "003000000000008AAA", "Deep": json.loads("[" * 80 + "]" * 80)}},
+         "invalid_record", "nests 81 levels deep"),
+        ({"type": "NOT_A_TYPE"}, "unreadable_line", "unknown Singer message type"),
+    ]
+    lines = [json.dumps(CONTACTS), *(json.dumps(m) for m, _, _ in bad), "not json",
+             json.dumps(good)]
+    with redirect_stdout(io.StringIO()):
+        TargetPersonalization(config=config).listen(io.StringIO("\n".join(lines) + "\n"))
+
+    found = rejects(config)
+    assert len(found) == len(bad) + 1
+    for _message, reason, words in [*bad, (None, "unreadable_line", "not JSON")]:
+        [line] = [r for r in found if words in r["message"]]
+        assert line["reason"] == reason, line
+    summary = report(config)
+    assert (summary["status"], summary["records_read"], summary["unreadable_lines"]) == (
+        "succeeded", 6, 2)
+    assert user(sandbox, "u-000003")["attributes"]["crmTitle"] == "CFO"
+
+
+def test_a_terminated_run_leaves_a_failed_report(sandbox: Any, tmp_path: Path) -> None:
+    """A cancelled `meltano run` sends SIGTERM: the report turns from running to failed."""
+    config = config_for(sandbox, tmp_path / "out", delivery="event_api")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.json").write_text('{"status": "succeeded"}')  # last run's
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "target-personalization"),
+         "--config", str(tmp_path / "config.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert process.stdin is not None
+    process.stdin.write((json.dumps(CONTACTS) + "\n").encode())
+    process.stdin.flush()
+    deadline = time.monotonic() + 60
+    while report(config)["status"] != "running":
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.1)
+    process.terminate()
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert report(config)["status"] == "failed"

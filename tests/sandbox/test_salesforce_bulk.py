@@ -98,7 +98,8 @@ def test_update_lifecycle_async_states_and_results_in_request_order(
     salesforce_sandbox.faults(batch_delay_seconds=0.4)
     salesforce_sandbox.clear_ledger()
 
-    job_id = bulk.job("update")
+    # Serial: the second batch waits, Queued, while the first is processed.
+    job_id = bulk.job("update", concurrencyMode="Serial")
     first = bulk.batch(job_id, [{"Id": ids[0], "Title": "Boss"},
                                 {"Id": ids[1], "Email": "not-an-email"},
                                 {"Id": ids[2], "Title": "Clerk"}])
@@ -250,7 +251,7 @@ def test_lock_row_rate_rejects_records_with_unable_to_lock_row(salesforce_sandbo
 def test_abort_leaves_queued_batches_not_processed(salesforce_sandbox: Any) -> None:
     bulk = Bulk(salesforce_sandbox)
     salesforce_sandbox.faults(batch_delay_seconds=0.5)
-    job_id = bulk.job("insert")
+    job_id = bulk.job("insert", concurrencyMode="Serial")  # the second batch stays Queued
     running = bulk.batch(job_id, [{"LastName": "Running"}])
     bulk.wait_until(job_id, running, "InProgress")
     queued = bulk.batch(job_id, [{"LastName": "Queued"}])

@@ -58,6 +58,12 @@ def test_limits_of_the_batch_sizes_are_enforced(tmp_path: Path) -> None:
     assert any("bulk_batch_size" in e for e in caught.value.errors)
 
 
+def test_serial_jobs_with_bulk_2_are_refused_at_start_up(tmp_path: Path) -> None:
+    """Bulk API 2.0 ingest jobs have no serial mode: the combination would silently not be."""
+    with pytest.raises(TargetConfigError, match=r"^concurrency_mode: Serial needs bulk_api 1.0"):
+        TargetSalesforceCRM(config=settings(tmp_path, concurrency_mode="Serial", bulk_api="2.0"))
+
+
 def test_missing_mapping_file_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(TargetConfigError, match=r"^mapping_file: .*nope\.yml does not exist"):
         TargetSalesforceCRM(config=settings(tmp_path, mapping_file=str(tmp_path / "nope.yml")))
@@ -189,9 +195,11 @@ def test_validation_lets_valid_records_through_fast_and_keeps_jsonschema_reasons
     assert slow == []  # the compiled check decided alone
     assert "plan" not in valid  # a schema default never lands in the record
     validator.validate({"id": "u-2", "score": "high"})
-    assert validator.take_problem() == "'high' is not of type 'number', 'null'"
+    assert validator.take_problem() == (
+        "it does not match the stream's schema ('high' is not of type 'number', 'null')")
     validator.validate({"score": 1})
-    assert validator.take_problem() == "'id' is a required property"
+    assert validator.take_problem() == (
+        "it does not match the stream's schema ('id' is a required property)")
 
 
 def test_schemas_the_compiled_check_does_not_fully_know_are_left_to_jsonschema() -> None:
@@ -201,5 +209,6 @@ def test_schemas_the_compiled_check_does_not_fully_know_are_left_to_jsonschema()
     assert compiled_check({"type": "array", "prefixItems": [{"type": "string"}]}) is None
     validator = RecordingValidator(with_ref)
     validator.validate({"name": 5})
-    assert validator.take_problem() == "5 is not of type 'string'"
+    assert validator.take_problem() == (
+        "it does not match the stream's schema (5 is not of type 'string')")
     assert RecordingValidator(RECORD_SCHEMA, validate_formats=True)._passes is None

@@ -63,14 +63,17 @@ class FakeBulk:
     looks: dict[str, int] = field(default_factory=dict)
     closed: list[str] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     _results: dict[str, Result] = field(default_factory=dict)
 
     def create_job(self, operation: str, sobject: str, *,
-                   external_id_field: str | None = None) -> str:
+                   external_id_field: str | None = None,
+                   concurrency_mode: str = "Parallel") -> str:
         self.calls.append("create")
         self.jobs.append({"operation": operation, "object": sobject,
                           "externalIdFieldName": external_id_field})
+        self.modes.append(concurrency_mode)
         return f"750{len(self.jobs):015d}"
 
     def add_batch(self, job_id: str, records: list[Row]) -> str:
@@ -311,7 +314,7 @@ def test_unanswered_batches_are_bounded_by_waiting_for_the_oldest() -> None:
 # -- failures -------------------------------------------------------------------------------
 
 
-def test_lock_errors_are_retried_in_later_batches_of_the_same_job_with_backoff() -> None:
+def test_lock_errors_are_retried_in_one_serial_job_with_backoff() -> None:
     bulk = FakeBulk(row_outcome=lambda r, attempt: lock(r) if attempt < 2 and r["Score__c"] % 20
                     == 0 else None)
     answers, clock = Answers(), Clock()
@@ -323,9 +326,11 @@ def test_lock_errors_are_retried_in_later_batches_of_the_same_job_with_backoff()
     assert list(answers.statuses().values()).count("updated") == 200
     assert clock.sleeps == [1.5, 3.0]
     assert write.counts["Contact"].retried == 20  # 10 records, twice
+    assert write.counts["Contact"].lock_retried == 20
     assert [len(b) for b in bulk.batches.values()] == [200, 10, 10]
-    assert len(bulk.jobs) == 1
-    assert bulk.closed == []  # settling keeps the job open for later drains
+    assert bulk.modes == ["Parallel", "Serial"]
+    assert [bulk.job_of[b][-1] for b in bulk.batches] == ["1", "2", "2"]
+    assert (write.counts["Contact"].jobs, bulk.closed) == (2, [])  # open for later drains
 
 
 def test_a_retry_merges_with_newer_input_for_the_same_record() -> None:

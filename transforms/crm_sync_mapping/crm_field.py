@@ -234,6 +234,23 @@ def _check_block(name: str, block: dict[str, Any], mapping: dict[str, Any], at: 
     if kind == "Picklist":
         _check_picklist(block, mapping, problem)
     _check_conversions(kind, block, mapping, problem)
+    if "default" in mapping:
+        _check_default(kind, block, mapping["default"], (*at[:-1], "default"), document)
+
+
+def _check_default(kind: str, block: dict[str, Any], default: Any, at: Path_,
+                   document: Document) -> None:
+    """A `default:` is sent as is in place of a missing value: it must fit the field."""
+    problem: str | None = None
+    length = block.get("length")
+    if isinstance(default, str) and isinstance(length, int) and len(default) > length:
+        problem = (f"is {len(default)} characters, more than the field's length {length}: "
+                   "every record would be refused with it")
+    elif kind in _TYPES_FOR_KIND["number"] and default is not None and (
+            isinstance(default, bool) or not isinstance(default, int | float)):
+        problem = f"is {type(default).__name__}, but a {kind} field takes a number"
+    if problem is not None:
+        document.problem(document.value_at(at), f"{describe_path(at)}: {problem}")
 
 
 def _range_hint(kind: str, key: str) -> str:

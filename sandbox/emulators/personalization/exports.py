@@ -90,9 +90,25 @@ def _segment_filter() -> str | None:
     return segment_id
 
 
-def _json(payload: Any) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, mimetype="application/json")
+def _json(payload: Any, *, escaped: bool = False) -> Response:
+    """UTF-8 JSON; a lone surrogate goes out as a JSON escape (`escaped`) or as its raw bytes
+    (not UTF-8), as a server that encodes what it holds would send it."""
+    body = json.dumps(payload, ensure_ascii=escaped, separators=(",", ":"))
+    return Response(body.encode("utf-8", errors="surrogatepass"), mimetype="application/json")
+
+
+def _cut_emojis(users: list[dict[str, Any]], page: int, size: int) -> bool:
+    """The `invalid_text_every` fault; whether this page's are to be sent escaped."""
+    every = current().faults.settings.invalid_text_every
+    if not every:
+        return False
+    escaped = False
+    for offset, user in enumerate(users):
+        position = page * size + offset + 1
+        if position % every == 0:
+            user["displayName"] = f"{user.get('displayName') or ''} \ud83d"
+            escaped = (position // every) % 2 == 1
+    return escaped
 
 
 @bp.get("/api/dataset/<dataset>/users.json")
@@ -102,7 +118,8 @@ def users_json(dataset: str) -> Response:
     page, size = _paging()
     include_geo = _include_geo()
     rows = current().store.user_page(page, size, _segment_filter())
-    return _json([user_object(row, include_geo=include_geo) for row in rows])
+    users = [user_object(row, include_geo=include_geo) for row in rows]
+    return _json(users, escaped=_cut_emojis(users, page, size))
 
 
 @bp.get("/api/dataset/<dataset>/users.csv")

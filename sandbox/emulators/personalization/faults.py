@@ -2,7 +2,10 @@
 
 `{"rate_429": 0-1, "retry_after": seconds, "rate_5xx": 0-1, "fail_next": n, "seed": int}`
 as in docs/architecture.md, plus two Event API faults the docs imply: `busy_next` (the next
-n events answer `errorCode` 3 "busy") and `busy_rate` (that share of events does). The 429
+n events answer `errorCode` 3 "busy") and `busy_rate` (that share of events does), and
+`invalid_text_every` (every n-th user of an export has half an emoji, a lone UTF-16
+surrogate, at the end of its displayName: served alternately as a `\ud83d` escape and as
+the raw bytes a server encoding what it holds would send, which are not UTF-8). The 429
 carries `Retry-After: <retry_after>` (default 1); 5xx answers are 503. Faults apply to API
 calls only (exports, lookups, events), never to admin calls or feed processing. One seeded
 random source drives every probabilistic fault, so a seeded test sees the same sequence.
@@ -26,6 +29,7 @@ class FaultSettings:
     fail_next: int = 0
     busy_rate: float = 0.0
     busy_next: int = 0
+    invalid_text_every: int = 0
     seed: int | None = None
 
 
@@ -34,7 +38,7 @@ def parse_settings(raw: Any) -> FaultSettings:
     return parse_faults(
         raw, FaultSettings, example='{"rate_429": 0.2}',
         rates=("rate_429", "rate_5xx", "busy_rate"),
-        counts=("fail_next", "busy_next", "retry_after"),
+        counts=("fail_next", "busy_next", "retry_after", "invalid_text_every"),
     )
 
 

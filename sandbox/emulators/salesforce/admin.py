@@ -55,6 +55,7 @@ def status() -> Response:
         "limits": state.limits.as_json(),
         "faults": state.faults.as_json(),
         "revoked": state.sessions.revoked_reason,
+        "bulk": state.jobs.summary(),
     })
 
 

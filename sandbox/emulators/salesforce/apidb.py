@@ -5,7 +5,9 @@ it, so a slow bulk apply never holds a lock that an unrelated ledger write waits
 resetting the data and resetting the API state stay independent. Everything that grows with
 traffic (calls, batch payloads, per-record results) is kept here on disk, never in memory.
 Bulk API 2.0 query jobs keep their rendered CSV rows here too (`query_results`, 1,000 rows
-per chunk), so a result set can be served again for as long as its job exists.
+per chunk), so a result set can be served again for as long as its job exists. Bulk API
+2.0 ingest jobs keep their uploaded rows and per-row results here, 10,000 rows per internal
+batch (`ingest_batches`), as Salesforce splits them.
 """
 
 from __future__ import annotations
@@ -81,6 +83,32 @@ CREATE TABLE IF NOT EXISTS query_results (
     lines TEXT NOT NULL,
     PRIMARY KEY (job, chunk)
 );
+CREATE TABLE IF NOT EXISTS ingest_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    operation TEXT NOT NULL,
+    object TEXT NOT NULL,
+    external_id_field TEXT,
+    state TEXT NOT NULL,
+    error_message TEXT,
+    api_version REAL NOT NULL,
+    column_delimiter TEXT NOT NULL,
+    line_ending TEXT NOT NULL,
+    header TEXT,
+    records_processed INTEGER NOT NULL DEFAULT 0,
+    records_failed INTEGER NOT NULL DEFAULT 0,
+    processing_ms INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ingest_jobs_state ON ingest_jobs(state);
+CREATE TABLE IF NOT EXISTS ingest_batches (
+    job INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    rows TEXT NOT NULL,
+    results TEXT,
+    PRIMARY KEY (job, number)
+);
 """
 
 
@@ -130,3 +158,5 @@ class ApiDatabase:
             conn.execute("DELETE FROM results")
             conn.execute("DELETE FROM query_jobs")
             conn.execute("DELETE FROM query_results")
+            conn.execute("DELETE FROM ingest_jobs")
+            conn.execute("DELETE FROM ingest_batches")

@@ -1,4 +1,4 @@
-"""The Salesforce sandbox as one Flask app: OAuth, REST, SOAP query, Bulk 1.0, admin.
+"""The Salesforce sandbox as one Flask app: OAuth, REST, SOAP query, Bulk 1.0 and 2.0, admin.
 
 Data lives in `data_dir / "salesforce"`: the data store's `salesforce.db`, the HTTP
 layer's `api.db` (ledger, Bulk jobs) and the JWT demo key pair.
@@ -12,7 +12,16 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from emulators.salesforce import admin, bulk, bulk2_query, metadata, oauth, rest, soap
+from emulators.salesforce import (
+    admin,
+    bulk,
+    bulk2_ingest,
+    bulk2_query,
+    metadata,
+    oauth,
+    rest,
+    soap,
+)
 from emulators.salesforce.apidb import ApiDatabase
 from emulators.salesforce.bulk_jobs import BulkJobs
 from emulators.salesforce.bulk_worker import BulkWorker
@@ -27,7 +36,8 @@ from emulators.salesforce.sessions import Sessions
 from emulators.salesforce.state import EXTENSION, SandboxState
 from emulators.salesforce.store import SalesforceStore
 
-# Large enough for a 10 MB Bulk batch; anything bigger is refused before it is read.
+# Large enough for a 10 MB Bulk batch; anything bigger is refused before it is read (a
+# Bulk 2.0 upload raises it to 100 MB for its own request).
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024
 
 
@@ -72,4 +82,5 @@ def create_app(data_dir: Path) -> Flask:
     app.gateway = Gateway(app.wsgi_app, state.ledger, faults)
     state.worker.start()
     bulk2_query.install(app, state)
+    bulk2_ingest.install(app, state)
     return app

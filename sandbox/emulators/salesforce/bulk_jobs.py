@@ -69,6 +69,29 @@ class BulkJobs:
         assert info is not None
         return info
 
+    def summary(self) -> dict[str, Any]:
+        """Ingest jobs by state and the rows their batches processed: what a test of
+        "nothing written twice, no job left open" reads (admin status)."""
+        jobs = {str(row["state"]): int(row["n"]) for row in self._db.all(
+            "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
+        batches = self._db.one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(records_processed), 0) AS processed "
+            "FROM batches")
+        assert batches is not None
+        return {"jobs": jobs, "batches": int(batches["n"]),
+                "records_processed": int(batches["processed"])}
+
+    def listed(self) -> list[dict[str, Any]]:
+        """Every ingest job in "Get All Jobs" form (`jobType: Classic`), oldest first."""
+        return [{
+            "id": row["id"], "operation": row["operation"], "object": row["object"],
+            "createdById": defaults.SF_USER_ID, "createdDate": row["created"],
+            "systemModstamp": row["modified"], "state": row["state"],
+            "concurrencyMode": row["concurrency_mode"], "contentType": row["content_type"],
+            "apiVersion": row["api_version"], "jobType": "Classic", "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+        } for row in self._db.all("SELECT * FROM jobs ORDER BY created, rowid")]
+
     def job_info(self, job_id: str) -> dict[str, Any] | None:
         job = self._db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if job is None:
@@ -182,12 +205,22 @@ class BulkJobs:
     # -- the worker's side ---------------------------------------------------------------
 
     def claim_next(self) -> ClaimedBatch | None:
-        """Move the oldest queued batch to InProgress and hand it over."""
+        """Move the oldest queued batch that may start to InProgress and hand it over.
+
+        Any batch of a Parallel job may start; a batch of a Serial job only while no batch
+        of any Serial job is in progress (Salesforce processes Serial jobs' batches one at
+        a time, beside the Parallel ones).
+        """
         with self._db.transaction() as conn:
+            serial_busy = conn.execute(
+                "SELECT 1 FROM batches b JOIN jobs j ON j.id = b.job_id"
+                " WHERE b.state = ? AND j.concurrency_mode = 'Serial' LIMIT 1",
+                (IN_PROGRESS,)).fetchone() is not None
             row = conn.execute(
                 "SELECT b.id, b.job_id, b.payload, j.operation, j.object, j.external_id_field"
                 " FROM batches b JOIN jobs j ON j.id = b.job_id"
-                " WHERE b.state = ? ORDER BY b.seq LIMIT 1", (QUEUED,)).fetchone()
+                " WHERE b.state = ? AND (? = 0 OR j.concurrency_mode = 'Parallel')"
+                " ORDER BY b.seq LIMIT 1", (QUEUED, int(serial_busy))).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE batches SET state = ?, modified = ? WHERE id = ?",

@@ -75,12 +75,37 @@ class Gateway:
                               "Service Unavailable: the server is temporarily unable to "
                               "handle the request")
 
+        if kind != "oauth" and self._faults.take_dropped_reply(method, path):
+            return self._apply_then_drop(environ, kind, method, path)
+
         def recording_start_response(status: str, headers: list[tuple[str, str]],
                                      exc_info: Any = None) -> Any:
             self._ledger.record(kind, method, path, int(status.split(" ", 1)[0]))
             return start_response(status, headers, exc_info)
 
         return self._app(environ, recording_start_response)
+
+    def _apply_then_drop(self, environ: dict[str, Any], kind: str, method: str,
+                         path: str) -> Iterable[bytes]:
+        """Carry the request out in full, then hang up before answering (`drop_replies`)."""
+        statuses: list[int] = []
+
+        def silent_start_response(status: str, headers: list[tuple[str, str]],
+                                  exc_info: Any = None) -> Any:
+            statuses.append(int(status.split(" ", 1)[0]))
+            return lambda _data: None
+
+        body = self._app(environ, silent_start_response)
+        try:
+            for _chunk in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        self._ledger.record(kind, method, path, DROPPED)
+        _drop(environ)
+        return []
 
 
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:

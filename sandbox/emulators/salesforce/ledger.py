@@ -55,6 +55,10 @@ def _rest_kind(method: str, parts: list[str]) -> str:
         if len(parts) > 3:  # jobs/query/{id}/results
             return "bulk_result"
         return "bulk_poll" if method == "GET" else "bulk_job"
+    if parts[:2] == ["jobs", "ingest"]:  # Bulk API 2.0 ingest jobs
+        if len(parts) > 3:  # jobs/ingest/{id}/batches, .../successfulResults, ...
+            return "bulk_batch" if parts[3] == "batches" else "bulk_result"
+        return "bulk_poll" if method == "GET" else "bulk_job"
     if parts[:1] in (["query"], ["queryAll"]):
         return "rest_query"
     if parts == ["limits"]:

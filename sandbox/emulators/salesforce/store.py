@@ -369,8 +369,13 @@ class SalesforceStore:
     # changes -----------------------------------------------------------------------------
     def apply(self, operation: str, sobject: str, records: list[dict[str, Any]], *,
               external_id_field: str | None = None, lock_row_rate: float = 0.0,
-              rng: random.Random | None = None) -> list[dict[str, Any]]:
-        """Bulk 1.0 DML: one result per record, in request order."""
+              rng: random.Random | None = None,
+              locked: Sequence[bool] | None = None) -> list[dict[str, Any]]:
+        """Bulk 1.0 DML: one result per record, in request order.
+
+        `locked` marks records whose parent another batch holds; `lock_row_rate` fails a
+        random share on top (both as UNABLE_TO_LOCK_ROW).
+        """
         if operation not in OPERATIONS:
             raise InvalidBatchError(f"Invalid operation: {operation}")
         if any(not isinstance(record, dict) for record in records):
@@ -382,12 +387,12 @@ class SalesforceStore:
             full = catalog.full(sobject)
             if obj is None or full is None:
                 raise InvalidBatchError(f"Unable to find object: {sobject}")
-            locked = [False] * len(records)
+            refused = list(locked) if locked is not None else [False] * len(records)
             if lock_row_rate > 0:
                 draw = (rng or random.Random()).random
-                locked = [draw() < lock_row_rate for _ in records]
+                refused = [draw() < lock_row_rate or taken for taken in refused]
             lookup = _RowLookup(conn, catalog)
-            check = BatchCheck(catalog, obj, records, locked, lookup,
+            check = BatchCheck(catalog, obj, records, refused, lookup,
                                lambda count: self._reserve_ids(conn, full, count))
             plan = check.run(operation, external_id_field)
             self._write(conn, full, plan, self._stamp())

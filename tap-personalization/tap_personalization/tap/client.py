@@ -52,6 +52,8 @@ class PersonalizationStream(RESTStream[int]):
         self.requests_session.verify = tls_verify(self.config)
         self._checked_mask: SelectionMask | None = None
         self._records_as_built = False
+        #: Code points of invalid text replaced with U+FFFD so far (each one logged).
+        self.invalid_text_replaced = 0
 
     @property
     def url_base(self) -> str:
@@ -161,7 +163,10 @@ class PersonalizationStream(RESTStream[int]):
 
     def page_rows(self, response: requests.Response) -> list[dict[str, Any]]:
         """The rows of one page, each an object; an empty list ends the export."""
-        rows = export_page_rows(response)
+        repaired: dict[str, int] = {}
+        rows = export_page_rows(response, repaired)
+        if repaired:
+            self._log_repairs(rows, repaired)
         for row in rows:
             if not isinstance(row, dict):
                 msg = (
@@ -170,6 +175,18 @@ class PersonalizationStream(RESTStream[int]):
                 )
                 raise PersonalizationRequestError(msg)
         return rows
+
+    def _log_repairs(self, rows: list[Any], repaired: dict[str, int]) -> None:
+        """Each value whose invalid text was replaced (U+FFFD), with its record's id."""
+        for path, count in repaired.items():
+            index, _, field = path.partition("]")
+            row = rows[int(index[1:])] if index[1:].isdigit() else None
+            record_id = row.get("id") if isinstance(row, dict) else None
+            self.invalid_text_replaced += count
+            self.logger.warning(
+                "%s: replaced %d invalid code point(s) (a lone UTF-16 surrogate or bytes that "
+                "are not UTF-8) with U+FFFD in %s of record %s; %d in this stream so far",
+                self.name, count, field.lstrip(".") or path, record_id, self.invalid_text_replaced)
 
     def parse_rows(
         self, rows: list[dict[str, Any]], response: requests.Response

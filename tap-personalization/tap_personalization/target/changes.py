@@ -58,6 +58,7 @@ INVALID_VALUE = "invalid_value"
 INVALID_ATTRIBUTE_NAME = "invalid_attribute_name"
 CONVERSION_FAILED = "conversion_failed"
 INVALID_RECORD = "invalid_record"
+UNREADABLE_LINE = "unreadable_line"  # an input line that is not a Singer message
 API_REJECTED = "api_rejected"
 
 

@@ -93,8 +93,8 @@ class RejectsFile:
 
     def write(self, refusal: Refusal) -> None:
         line = {
-            "stream": refusal.stream,
-            "object": refusal.sobject,
+            "stream": refusal.stream or None,  # none: an input line without a stream
+            "object": refusal.sobject or None,
             "id": refusal.key,
             "outcome": refusal.outcome,
             "reason": refusal.reason,
@@ -156,6 +156,8 @@ class RunReport:
     failure: str | None = None
     planned_files: list[PlannedFile] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    # Input lines that were not Singer messages (each one a reject line).
+    unreadable_lines: int = 0
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
@@ -173,8 +175,14 @@ class RunReport:
         return sum(s.records for s in self.streams.values() if not s.ignored)
 
     @property
+    def records_read(self) -> int:
+        """Every record and unreadable line the run read, ignored streams included."""
+        return sum(s.records for s in self.streams.values()) + self.unreadable_lines
+
+    @property
     def rejected_total(self) -> int:
-        return sum(sum(o.rejected.values()) for o in self.objects.values())
+        return (sum(sum(o.rejected.values()) for o in self.objects.values())
+                + self.unreadable_lines)
 
     @property
     def unbalanced(self) -> list[str]:
@@ -191,8 +199,10 @@ class RunReport:
             "dry_run": self.dry_run,
             "delivery": self.delivery,
             "elapsed_seconds": round(time.monotonic() - self.started_at, 3),
+            "records_read": self.records_read,
             "input_records": self.input_records,
             "ignored_records": sum(s.records for s in self.streams.values() if s.ignored),
+            "unreadable_lines": self.unreadable_lines,
             "rejected_records": self.rejected_total,
             "unmatched_records": sum(sum(o.unmatched.values()) for o in self.objects.values()),
             "streams": {name: {"records": s.records, "ignored": s.ignored}
@@ -217,8 +227,11 @@ class RunReport:
                 "dry run (nothing was sent to Personalization)" if self.dry_run else "run"),
             "",
             f"Status: **{self.status}**" + (f" — {self.failure}" if self.failure else "")
-            + f"; delivery `{self.delivery}`; {data['input_records']} input records"
-            + f" ({data['ignored_records']} in ignored streams); {data['elapsed_seconds']:.1f} s.",
+            + f"; delivery `{self.delivery}`; {data['records_read']} records read "
+            + f"({data['input_records']} in mapped streams, {data['ignored_records']} in "
+            + "ignored streams"
+            + (f", {self.unreadable_lines} unreadable lines" if self.unreadable_lines else "")
+            + f"); {data['elapsed_seconds']:.1f} s.",
             "",
             f"| object | stream | target | received | {written} | segment adds "
             "| segment removes | skipped | unmatched | rejected |",
@@ -261,16 +274,17 @@ class RunReport:
                              + (f" ({sample.unchanged} unchanged)" if sample.unchanged else ""))
         return lines
 
-    def write(self, directory: Path) -> dict[str, Path]:
-        """Both reports, and the Markdown appended to the CI step summary when set."""
+    def write(self, directory: Path, *, final: bool = True) -> dict[str, Path]:
+        """Both reports (each replaced whole, never seen half-written), and at the end of the
+        run (`final`) the Markdown appended to the CI step summary when set."""
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / REPORT_JSON
         markdown_path = directory / REPORT_MARKDOWN
-        json_path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        _replace(json_path, json.dumps(self.as_json(), indent=2) + "\n")
         markdown = self.to_markdown()
-        markdown_path.write_text(markdown, encoding="utf-8")
+        _replace(markdown_path, markdown)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
+        if summary and final:
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown)
         return {"json": json_path, "markdown": markdown_path}
@@ -281,3 +295,10 @@ def _counts(counter: Counter[str]) -> str:
     if not total:
         return "0"
     return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) + ")"
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write beside the file, then rename over it: a reader sees the old or the new one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)

@@ -41,7 +41,7 @@ class RecordingValidator(JSONSchemaValidator):
         try:
             super().validate(record)
         except InvalidRecord as exc:
-            self.problem = exc.error_message
+            self.problem = f"it does not match the stream's schema ({exc.error_message})"
 
     def take_problem(self) -> str | None:
         problem, self.problem = self.problem, None
@@ -54,25 +54,40 @@ class MappedSink(RecordSink):
     def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         super().__init__(target, *args, **kwargs)
         self.run = cast(SyncTarget, target).run
-        self._missing_keys: list[str] = []
+        # What singer-sdk's own checks found wrong with the record in hand (it would stop
+        # the run); it becomes the record's invalid_record reason.
+        self._arrival_problems: list[str] = []
 
     def get_validator(self) -> JSONSchemaValidator | None:
         if not self.validate_schema:
             return None
         return RecordingValidator(self.schema, validate_formats=self.validate_field_string_format)
 
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """A date-time that does not parse ('yesterday') is a reject, not the end of the run."""
+        try:
+            super()._parse_timestamps_in_record(record, schema, treatment)
+        except (ValueError, TypeError) as exc:  # TypeError: not text (the schema says why)
+            self._arrival_problems.append(" ".join(str(exc).split()))
+
     def _singer_validate_message(self, record: dict) -> None:
         """A record without its key properties is a reject (singer-sdk would stop the run)."""
-        self._missing_keys = [name for name in self.key_properties if name not in record]
+        missing = [name for name in self.key_properties if name not in record]
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            self._arrival_problems.append(f"it has no {names} (the stream's key_properties)")
 
     def process_record(self, record: dict, context: dict) -> None:
         validator = self._validator
         problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
-        if self._missing_keys:
-            names = ", ".join(repr(name) for name in self._missing_keys)
-            problem = "; ".join(filter(None, (problem, f"it has no {names} (the stream's "
-                                                       "key_properties)")))
-            self._missing_keys = []
+        if self._arrival_problems:
+            problem = "; ".join(filter(None, (problem, *self._arrival_problems)))
+            self._arrival_problems = []
+        self.run.process(self.stream_name, record, problem)
+
+    def hold_invalid(self, record: dict[str, Any], problem: str) -> None:
+        """A record the reader found unusable (see `crm_sync_mapping.singer_input`)."""
+        self.tally_record_read()
         self.run.process(self.stream_name, record, problem)
 
 
@@ -94,5 +109,13 @@ class IgnoredSink(RecordSink):
     def _singer_validate_message(self, record: dict) -> None:
         """Nor their key properties."""
 
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """Nor their dates parsed."""
+
     def process_record(self, record: dict, context: dict) -> None:
+        self.run.ignore(self.stream_name)
+
+    def hold_invalid(self, record: dict[str, Any], problem: str) -> None:
+        """An unusable record of an ignored stream is ignored like the others."""
+        self.tally_record_read()
         self.run.ignore(self.stream_name)

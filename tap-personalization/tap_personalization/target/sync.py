@@ -33,6 +33,7 @@ from typing import Any
 
 import requests
 from crm_sync_mapping import ReverseMapping
+from crm_sync_mapping.singer_input import UnreadableLine
 
 from tap_personalization.api import PersonalizationClient
 from tap_personalization.errors import PersonalizationError
@@ -41,6 +42,7 @@ from tap_personalization.target.changes import (
     INVALID_RECORD,
     REJECTED,
     SEGMENTS_OBJECT,
+    UNREADABLE_LINE,
     AccountChange,
     Decision,
     RecordMapper,
@@ -186,9 +188,11 @@ class SyncRun:
         return self.destination.staging_dir
 
     def start(self) -> None:
-        """Create the rejects file now, so a run that fails early still leaves an answer."""
+        """Create the rejects file and a "running" report now: a run that fails early still
+        leaves an answer, and a killed one never leaves the previous run's "succeeded"."""
         if self.rejects is None:
             self.rejects = RejectsFile(self.output_dir)
+            self.report.write(self.output_dir, final=False)
 
     # --- identity index ----------------------------------------------------------------------
 
@@ -230,6 +234,15 @@ class SyncRun:
 
     # --- records -------------------------------------------------------------------------------
 
+    def unreadable(self, line: UnreadableLine) -> None:
+        """A line that is not a Singer message: one reject line, counted; the run goes on."""
+        self.start()
+        self.report.unreadable_lines += 1
+        self.logger.warning("Input line %d is unusable: %s", line.number, line.reason)
+        assert self.rejects is not None
+        self.rejects.write(Refusal("", "", f"line {line.number}", REJECTED, UNREADABLE_LINE,
+                                   f"input line {line.number} is {line.reason}: {line.excerpt}"))
+
     def ignore(self, stream: str) -> None:
         self.start()
         self.report.stream(stream).ignored = True
@@ -244,7 +257,7 @@ class SyncRun:
         if problem is not None:
             decisions = [
                 Refusal(stream, sobject, record_key(record), REJECTED, INVALID_RECORD,
-                        f"record does not match the stream schema: {problem}")
+                        f"record is unusable: {problem}")
                 for sobject in self.mapper.objects_of(stream)
             ]
         else:
@@ -311,7 +324,8 @@ class SyncRun:
                    f"{self.output_dir} lists what is known. Please report this defect.")
             raise PersonalizationError(msg)
         rejected = self.report.rejected_total
-        allowed = reject_allowance(fail_on_rejects, self.report.input_records)
+        allowed = reject_allowance(fail_on_rejects, self.report.input_records
+                                   + self.report.unreadable_lines)
         if rejected > allowed:
             msg = (f"{rejected} records were rejected (allowed: {allowed:g} per "
                    f"fail_on_rejects); see {self.output_dir / 'rejects.jsonl'} for each reason.")

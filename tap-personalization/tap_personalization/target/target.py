@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, ReverseMapping, load_reverse_mapping
+from crm_sync_mapping.singer_batch import BatchFileError, batch_record_messages
+from crm_sync_mapping.singer_input import TolerantReader, hold_invalid_record
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities
@@ -33,7 +35,6 @@ from tap_personalization.settings import (
     DEFAULT_REQUEST_TIMEOUT,
     config_problems,
 )
-from tap_personalization.target.batch_files import batch_record_messages
 from tap_personalization.target.changes import DEFAULT_IDENTITY_ATTRIBUTES, mapping_problems
 from tap_personalization.target.connection_test import check_connection
 from tap_personalization.target.delivery import (
@@ -189,6 +190,7 @@ class TargetPersonalization(Target):
     capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = MappedSink
+    message_reader_class = TolerantReader
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -208,6 +210,7 @@ class TargetPersonalization(Target):
         # Sinks share one run (writers, index, report); their records come one at a time.
         self.max_parallelism = 1
         self.run = SyncRun(config, mapping, identity_attributes, logger=self.logger)
+        cast(TolerantReader, self.message_reader).on_unreadable = self.run.unreadable
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Number settings from environment variables first become numbers.
@@ -238,11 +241,32 @@ class TargetPersonalization(Target):
             self.run.fail(exc)
             raise
 
+    def _process_record_message(self, message_dict: dict) -> None:
+        """A record the reader found unusable becomes a reject of its stream (see
+        `crm_sync_mapping.singer_input`); the others go the SDK's way."""
+        if not hold_invalid_record(self, message_dict):
+            super()._process_record_message(message_dict)
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT (a cancelled `meltano run`, a CI timeout) ends the run failed.
+
+        singer-sdk would drain every sink (write more after being told to stop) and exit 0;
+        here the error path runs instead: open Bulk work is aborted, the report says
+        "failed", no STATE follows, and the exit code says which signal it was.
+        """
+        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
+        raise SystemExit(128 + signum)
+
     def _process_batch_message(self, message_dict: dict) -> None:
-        """Each line of each BATCH file takes the RECORD path (see `batch_files`); a file
-        that cannot be read fails the run like any other error in `listen`."""
-        for record_message in batch_record_messages(message_dict, self.config):
-            self._process_record_message(record_message)
+        """Each line of each BATCH file is read as a RECORD line is and takes the RECORD path
+        (`crm_sync_mapping.singer_batch`); a file that cannot be read fails the run."""
+        reader = cast(TolerantReader, self.message_reader)
+        try:
+            for record_message in batch_record_messages(message_dict, self.config,
+                                                        reader.on_unreadable):
+                self._process_record_message(record_message)
+        except BatchFileError as exc:
+            raise PersonalizationError(str(exc)) from None
 
     def _write_state_message(self, state: dict) -> None:
         """STATE only after every earlier record has its outcome and its file is delivered.

@@ -8,6 +8,7 @@ job-level batch list with a backoff that starts short and grows.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -15,13 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from target_salesforce_crm.client import SalesforceClient
-from target_salesforce_crm.errors import SalesforceError
+from target_salesforce_crm.errors import SalesforceError, UnansweredError
 
 MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_BYTES = 10_000_000
 OPERATIONS = frozenset({"insert", "update", "upsert", "delete", "hardDelete"})
 FINISHED_STATES = frozenset({"Completed", "Failed", "NotProcessed"})
+CONCURRENCY_MODES = ("Parallel", "Serial")
 POLL_GROWTH = 1.5
+# Sends of one batch whose answers never come before the writer is told it failed.
+UNANSWERED_ATTEMPTS = 3
 JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8",
                 "Accept": "application/json"}
 
@@ -55,6 +59,9 @@ class BulkClient:
     def __init__(self, client: SalesforceClient, *, poll_initial: float = 0.5,
                  poll_max: float = 10.0, poll_timeout: float = 3600) -> None:
         self.client = client
+        # job id -> the batch ids this client added: how a batch whose reply was lost is
+        # told apart from the others in the job's batch list.
+        self._added: dict[str, set[str]] = {}
         self.poll_initial = poll_initial
         self.poll_max = poll_max
         self.poll_timeout = poll_timeout
@@ -63,24 +70,70 @@ class BulkClient:
         return "/".join((self.client.bulk_path, "job", *parts))
 
     def _call(self, method: str, path: str, body: Any = None, *,
-              data: bytes | None = None) -> Any:
+              data: bytes | None = None, replayable: bool = True) -> Any:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
-        answer = self.client.request(method, path, kind="bulk", headers=JSON_HEADERS, data=data)
+        answer = self.client.request(method, path, kind="bulk", headers=JSON_HEADERS, data=data,
+                                     replayable=replayable)
         return answer.json()
 
     def create_job(self, operation: str, sobject: str, *,
-                   external_id_field: str | None = None) -> str:
-        """Open a Parallel JSON job; upsert needs the external id field."""
+                   external_id_field: str | None = None,
+                   concurrency_mode: str = "Parallel") -> str:
+        """Open a JSON job, Parallel or Serial (one batch at a time); upsert needs the
+        external id field."""
         if operation not in OPERATIONS:
             raise ValueError(f"Bulk operation {operation!r} is not one of {sorted(OPERATIONS)}")
         if operation == "upsert" and not external_id_field:
             raise ValueError(f"Bulk upsert of {sobject} needs external_id_field")
+        if concurrency_mode not in CONCURRENCY_MODES:
+            raise ValueError(f"concurrency_mode {concurrency_mode!r} is not one of "
+                             f"{', '.join(CONCURRENCY_MODES)}")
         job: dict[str, Any] = {"operation": operation, "object": sobject,
-                               "contentType": "JSON", "concurrencyMode": "Parallel"}
+                               "contentType": "JSON", "concurrencyMode": concurrency_mode}
         if operation == "upsert":
             job["externalIdFieldName"] = external_id_field
-        return str(self._call("POST", self._path(), job)["id"])
+        for attempt in range(1, UNANSWERED_ATTEMPTS + 1):
+            asked = dt.datetime.now(dt.UTC)
+            try:
+                job_id = str(self._call("POST", self._path(), job, replayable=False)["id"])
+                break
+            except UnansweredError as exc:
+                # Salesforce may have opened it: an Open job left behind would never close.
+                found = [job_id for job_id in self.open_jobs(sobject, operation, since=asked)
+                         if job_id not in self._added]
+                if len(found) > 1:
+                    raise SalesforceError(
+                        f"Bulk {operation} of {sobject}: after an unanswered job creation "
+                        f"{len(found)} new Open jobs appeared ({', '.join(found)}); is another "
+                        "process writing the same object?") from exc
+                if found:
+                    job_id = found[0]
+                    self.client.logger.warning(
+                        "Bulk %s of %s: the answer to the job creation was lost; Salesforce "
+                        "opened it as job %s, which is used", operation, sobject, job_id)
+                    break
+                if attempt == UNANSWERED_ATTEMPTS:
+                    raise
+        self._added.setdefault(job_id, set())
+        return job_id
+
+    def open_jobs(self, sobject: str, operation: str, *, since: dt.datetime) -> list[str]:
+        """Open Bulk 1.0 jobs of this object and operation created since `since` (less a
+        minute for clock skew): "Get All Jobs", 1,000 a page."""
+        earliest = since - dt.timedelta(minutes=1)
+        path: str | None = f"{self.client.rest_path}/jobs/ingest?jobType=Classic"
+        found: list[str] = []
+        while path:
+            page = self.client.request("GET", path, kind="bulk").json()
+            for info in page.get("records") or []:
+                created = _instant(str(info.get("createdDate") or ""))
+                if (info.get("state") == "Open" and info.get("object") == sobject
+                        and info.get("operation") == operation
+                        and (created is None or created >= earliest)):
+                    found.append(str(info.get("id")))
+            path = None if page.get("done", True) else page.get("nextRecordsUrl")
+        return found
 
     def add_batch(self, job_id: str, records: list[dict[str, Any]]) -> str:
         """Queue one batch; limits are checked here so no call is wasted on a refusal."""
@@ -95,7 +148,39 @@ class BulkClient:
             raise BatchTooLarge(
                 f"Bulk job {job_id}: batch of {len(records)} records is {len(data)} bytes, "
                 f"over Salesforce's {MAX_BATCH_BYTES}-byte limit; use smaller batches")
-        return str(self._call("POST", self._path(job_id, "batch"), data=data)["id"])
+        added = self._added.setdefault(job_id, set())
+        for attempt in range(1, UNANSWERED_ATTEMPTS + 1):
+            try:
+                batch_id = str(self._call("POST", self._path(job_id, "batch"), data=data,
+                                          replayable=False)["id"])
+                break
+            except UnansweredError as exc:
+                # Salesforce may have the batch: look before sending it a second time.
+                found = sorted(set(self.batch_ids(job_id)) - added)
+                if len(found) > 1:
+                    raise SalesforceError(
+                        f"Bulk job {job_id}: after an unanswered batch POST the job holds "
+                        f"{len(found)} batches this run did not add ({', '.join(found)}); "
+                        "is another process writing to it?") from exc
+                if found:
+                    batch_id = found[0]
+                    self.client.logger.warning(
+                        "Bulk job %s: the answer to a batch of %d records was lost; Salesforce "
+                        "has it as batch %s, so it is not sent again", job_id, len(records),
+                        batch_id)
+                    break
+                if attempt == UNANSWERED_ATTEMPTS:
+                    raise
+                self.client.logger.warning(
+                    "Bulk job %s: a batch of %d records went unanswered and is not in the job; "
+                    "sending it again", job_id, len(records))
+        added.add(batch_id)
+        return batch_id
+
+    def batch_ids(self, job_id: str) -> list[str]:
+        """Every batch of a job, in Salesforce's order (one GET of its batch list)."""
+        listing = self._call("GET", self._path(job_id, "batch"))
+        return [str(info.get("id")) for info in _batch_infos(listing)]
 
     def close_job(self, job_id: str) -> None:
         """No more batches: Salesforce finishes the queued ones."""
@@ -161,6 +246,18 @@ class BulkClient:
                     f"Bulk job {job_id} batch {batch_id}: result is not a JSON array")
         return BatchResult(batch_id, state, None if message in (None, "") else str(message),
                            rows)
+
+
+def _instant(text: str) -> dt.datetime | None:
+    """A Salesforce timestamp (`2026-12-06T21:00:00.000+0000`), None when unreadable."""
+    value = text.replace("Z", "+00:00")
+    if len(value) > 5 and value[-5] in "+-" and value[-3] != ":":
+        value = value[:-2] + ":" + value[-2:]
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _batch_infos(listing: Any) -> list[dict[str, Any]]:

@@ -130,18 +130,28 @@ class ChangeCheck:
             (unchanged if same else changed).append(item)
         return changed, unchanged
 
-    def remember(self, om: Any, outcomes: Sequence[WriteOutcome]) -> None:
-        """Fingerprint only what batch results confirmed written (never in a dry run)."""
+    def remember(self, om: Any, outcomes: Sequence[WriteOutcome],
+                 created_dates: Mapping[str, str] | None = None) -> None:
+        """Fingerprint only what batch results confirmed written (never in a dry run).
+
+        A created record's CreatedDate is unknown until something reads it: its fingerprint
+        is taken the first time a run updates it, unless `created_dates` has it (a recovery
+        reads them, so records an ended run created are not written again).
+        """
         if self.dry_run:
             return
         fields = fingerprint_fields(om)
-        self.fingerprints.record(self._org(), om.sobject, fields_hash(fields), (
-            (outcome.crm_id, values_hash(outcome.item.payload, fields, outcome.item.created_date))
-            for outcome in outcomes
-            # A created record's CreatedDate is unknown until a look-up reads it: its
-            # fingerprint is taken the first time a run updates it.
-            if outcome.status == "updated" and outcome.crm_id and outcome.item.created_date
-        ))
+        dates = created_dates or {}
+        entries: list[tuple[str, str]] = []
+        for outcome in outcomes:
+            if not outcome.crm_id:
+                continue
+            created = (outcome.item.created_date if outcome.status == "updated"
+                       else dates.get(outcome.crm_id) if outcome.status == "created" else None)
+            if created:
+                entries.append((outcome.crm_id,
+                                values_hash(outcome.item.payload, fields, created)))
+        self.fingerprints.record(self._org(), om.sobject, fields_hash(fields), entries)
 
     # -- dry run: old → new --------------------------------------------------------------
 

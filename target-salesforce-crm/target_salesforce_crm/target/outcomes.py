@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 REJECTS_FILE = "rejects.jsonl"
+# What one reject line repeats of a value and of its message, at most.
+MAX_VALUE_CHARS = 200
+MAX_MESSAGE_CHARS = 1_000
 UNMATCHED_FILE = "unmatched.jsonl"
 
 # Stages tell a reader whether Salesforce ever saw the record.
@@ -30,6 +33,7 @@ MISSING_KEY = "MISSING_KEY"
 AMBIGUOUS_MATCH = "AMBIGUOUS_MATCH"
 INVALID_VALUE = "INVALID_VALUE"
 MISSING_EXTERNAL_ID = "MISSING_EXTERNAL_ID"
+UNREADABLE_LINE = "UNREADABLE_LINE"  # an input line that is not a Singer message
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ class SourceRef:
     records that share a key, also when their writes finish in a later drain.
     """
 
-    stream: str
+    stream: str | None  # None: an input line whose stream could not be read
     key: str
     position: int = field(default=-1, compare=False)
     drain: int = field(default=0, compare=False)
@@ -67,10 +71,22 @@ class Reject:
             "crm_id": self.crm_id,
             "stage": self.stage,
             "code": self.code,
-            "message": self.message,
+            "message": capped(self.message, MAX_MESSAGE_CHARS),
             "fields": list(self.fields),
-            "values": self.values,
+            "values": None if self.values is None else {
+                name: capped(value, MAX_VALUE_CHARS) for name, value in self.values.items()},
         }
+
+
+def capped(value: Any, limit: int) -> Any:
+    """A long text shortened for a reject line: its start and its length, never all of it.
+
+    A 1 MB value refused on each of thousands of records must not make rejects.jsonl a copy
+    of it per record.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} characters)"
+    return value
 
 
 class OutcomeFiles:

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from crm_sync_mapping.paths import parse_path
+
 from target_salesforce_crm.errors import SalesforceError
 
 PERMISSION_SET = "the integration user's permission set"
@@ -199,6 +201,15 @@ def _check_written_field(
             f"(from {field_mapping.source}); map it to a field of type "
             + "/".join(sorted(COMPATIBLE_TYPES[kind] - {"id", "reference"}))
         )
+    default = field_mapping.default if field_mapping.has_default else None
+    length = described.get("length")
+    if (isinstance(default, str) and crm_type in TEXT_TYPES and isinstance(length, int)
+            and 0 < length < len(default)):
+        problems.append(
+            f"{sobject}.{name} holds {length} characters but the mapping's default for it is "
+            f"{len(default)}: every record without a value would be refused; shorten the "
+            "default"
+        )
     produced = value_map_values(field_mapping)
     if produced and crm_type in {"picklist", "multipicklist"}:
         known = {str(v.get("value")) for v in described.get("picklistValues", [])
@@ -244,13 +255,62 @@ def _check_upsert(
     return problems
 
 
-def check_objects(describes: Mapping[str, Mapping[str, Any]], mappings: Iterable[Any]) -> None:
-    """Raise one `PreflightError` listing every problem of every object."""
+def check_objects(
+    describes: Mapping[str, Mapping[str, Any]], mappings: Iterable[Any],
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Raise one `PreflightError` listing every problem of every object.
+
+    `schemas` (stream → the tap's SCHEMA) lets a raw source value be judged before any
+    record is: text sent as is into a Number field would be refused row by row.
+    """
     problems: list[str] = []
     for mapping in mappings:
-        problems += check_object(describes[mapping.sobject], mapping)
+        describe = describes[mapping.sobject]
+        problems += check_object(describe, mapping)
+        schema = (schemas or {}).get(mapping.stream)
+        if schema is not None:
+            problems += check_source_types(describe, mapping, schema)
     if problems:
         raise PreflightError(problems)
+
+
+def check_source_types(describe: Mapping[str, Any], mapping: Any,
+                       schema: Mapping[str, Any]) -> list[str]:
+    """Fields that send a raw source value the stream's schema says can never fit."""
+    fields = _fields(describe)
+    problems: list[str] = []
+    for field_mapping in mapping.fields:
+        described = fields.get(field_mapping.target.lower())
+        if described is None or field_mapping.is_literal or value_kind(field_mapping):
+            continue
+        crm_type = str(described.get("type"))
+        kinds = source_kinds(schema, field_mapping.source)
+        if crm_type in NUMBER_TYPES and kinds and not kinds & {"number", "integer"}:
+            problems.append(
+                f"{mapping.sobject}.{field_mapping.target} is a {crm_type} field but its "
+                f"source {field_mapping.source} is {'/'.join(sorted(kinds))} in stream "
+                f"'{mapping.stream}''s schema: add `convert: [number]` to the field in the "
+                "mapping file, or map a numeric property"
+            )
+    return problems
+
+
+def source_kinds(schema: Mapping[str, Any], source: str) -> set[str]:
+    """JSON types (null left out) the schema allows at a source path; empty when unknown."""
+    node: Any = schema
+    for step in parse_path(source).steps:
+        properties = node.get("properties") if isinstance(node, Mapping) else None
+        if not isinstance(properties, Mapping) or step.name not in properties:
+            return set()
+        node = properties[step.name]
+        if step.index is not None:
+            node = node.get("items") if isinstance(node, Mapping) else None
+    if not isinstance(node, Mapping) or "anyOf" in node or "oneOf" in node:
+        return set()
+    declared = node.get("type")
+    kinds = {declared} if isinstance(declared, str) else set(declared or [])
+    return {str(kind) for kind in kinds} - {"null"}
 
 
 # -- record level ---------------------------------------------------------------------------
@@ -378,14 +438,17 @@ class ValueChecker:
 # -- API budget -----------------------------------------------------------------------------
 
 
-def estimate_calls(records: int, objects: int, lookup_batch_size: int, bulk_batch_size: int) -> int:
+def estimate_calls(records: int, objects: int, lookup_batch_size: int, bulk_batch_size: int,
+                   *, bulk_api: str = "1.0") -> int:
     """Upper bound of one drain's calls: every record a candidate of every object."""
     if records <= 0:
         return 0
     lookups = math.ceil(records / lookup_batch_size)
     batches = math.ceil(records / bulk_batch_size)
-    # create + close per job; per batch: add, about two polls, result.
-    return objects * (lookups + 2 + 4 * batches)
+    # 1.0: create + close per job; per batch: add, about two polls, result.
+    # 2.0: per batch (an ingest job): create, upload, close, about two polls, two results.
+    per_batch = 7 if bulk_api == "2.0" else 4
+    return objects * (lookups + 2 + per_batch * batches)
 
 
 class ApiBudget:

@@ -40,6 +40,8 @@ class ObjectStats:
     unchanged: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     retried: int = 0
+    # Of `retried`: rows sent again in a Serial job after UNABLE_TO_LOCK_ROW.
+    lock_retried: int = 0
     lookup_calls: int = 0
     bulk_jobs: int = 0
     bulk_batches: int = 0
@@ -71,6 +73,7 @@ class ObjectStats:
             "rejected": self.rejected_total,
             "rejected_by_code": dict(sorted(self.rejected.items())),
             "retried": self.retried,
+            "lock_retried": self.lock_retried,
             "lookup_calls": self.lookup_calls,
             "bulk_jobs": self.bulk_jobs,
             "bulk_batches": self.bulk_batches,
@@ -98,8 +101,14 @@ class RunReport:
     api_usage: tuple[int, int] | None = None
     status: str = "running"
     dry_run: bool = False
+    # With "2.0" each Bulk batch is one ingest job: `bulk_batches` counts those jobs.
+    bulk_api: str = "1.0"
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    # Input lines that were not Singer messages (each one a reject line).
+    unreadable_lines: int = 0
+    # Per object: what the batches an ended run left unanswered did (see recovery.py).
+    recovered: dict[str, Counter[str]] = field(default_factory=dict)
 
     def stream(self, name: str) -> StreamStats:
         return self.streams.setdefault(name, StreamStats())
@@ -117,8 +126,13 @@ class RunReport:
         return sum(s.records for s in self.streams.values() if s.ignored)
 
     @property
+    def records_read(self) -> int:
+        """Every record and unreadable line the run read, ignored streams included."""
+        return sum(s.records for s in self.streams.values()) + self.unreadable_lines
+
+    @property
     def rejected_total(self) -> int:
-        invalid = sum(s.invalid for s in self.streams.values())
+        invalid = sum(s.invalid for s in self.streams.values()) + self.unreadable_lines
         return invalid + sum(o.rejected_total for o in self.objects.values())
 
     @property
@@ -131,16 +145,22 @@ class RunReport:
         return {
             "status": self.status,
             "dry_run": self.dry_run,
+            "bulk_api": self.bulk_api,
             **({"error": self.error} if self.error else {}),
             "elapsed_seconds": self.elapsed_seconds,
+            "records_read": self.records_read,
             "input_records": self.input_records,
             "ignored_records": self.ignored_records,
+            "unreadable_lines": self.unreadable_lines,
             "rejected_records": self.rejected_total,
             "streams": {
                 name: {"records": s.records, "invalid": s.invalid, "ignored": s.ignored}
                 for name, s in sorted(self.streams.items())
             },
             "objects": {name: o.as_json() for name, o in self.objects.items()},
+            **({"recovered": {name: dict(sorted(counts.items()))
+                              for name, counts in sorted(self.recovered.items())}}
+               if self.recovered else {}),
             "api_calls": dict(sorted(self.api_calls.items())),
             "api_calls_total": sum(self.api_calls.values()),
             "api_usage": (
@@ -162,19 +182,22 @@ class RunReport:
                "would write.", ""] if self.dry_run else []),
             f"Status: **{self.status}**"
             + (f" — {self.error}" if self.error else "")
-            + f"; {data['input_records']} input records"
-            + f" ({data['ignored_records']} in ignored streams)"
+            + f"; {data['records_read']} records read ({data['input_records']} in mapped "
+            + f"streams, {data['ignored_records']} in ignored streams"
+            + (f", {self.unreadable_lines} unreadable lines" if self.unreadable_lines else "")
+            + ")"
             + f"; {data['elapsed_seconds']:.1f} s.",
             "",
             "| object | candidates | matched | unmatched | ambiguous | updated | created "
-            "| unchanged | rejected | retried |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| unchanged | rejected | retried | of them after a lock |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, stats in data["objects"].items():
             lines.append(
                 f"| {name} | {stats['candidates']} | {stats['matched']} | {stats['unmatched']} "
                 f"| {stats['ambiguous']} | {stats['updated']} | {stats['created']} "
-                f"| {stats['unchanged']} | {stats['rejected']} | {stats['retried']} |"
+                f"| {stats['unchanged']} | {stats['rejected']} | {stats['retried']} "
+                f"| {stats['lock_retried']} |"
             )
         codes = Counter[str]()
         for stats in self.objects.values():
@@ -184,8 +207,13 @@ class RunReport:
                 f"`{code}` {count}" for code, count in sorted(codes.items())
             ) + "."]
         lines += _sample_lines(self.objects)
+        for name, counts in sorted(self.recovered.items()):
+            lines += ["", f"Recovered from an ended run on {name}: " + ", ".join(
+                f"{count} {what}" for what, count in sorted(counts.items())) + " (its "
+                "records are not written again)."]
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
-        lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
+        lines += ["", f"API calls: {data['api_calls_total']} ({calls}); Bulk API "
+                      f"{self.bulk_api}."]
         if self.api_usage:
             lines.append(f"Daily API usage after the run: {self.api_usage[0]}/{self.api_usage[1]}.")
         ignored = [n for n, s in sorted(self.streams.items()) if s.ignored]
@@ -195,16 +223,17 @@ class RunReport:
             lines += ["", "Files: " + ", ".join(f"{k}: `{v}`" for k, v in self.files.items())]
         return "\n".join(lines) + "\n"
 
-    def write(self, directory: Path) -> dict[str, Path]:
-        """Write both reports, and append the Markdown to the CI step summary when set."""
+    def write(self, directory: Path, *, final: bool = True) -> dict[str, Path]:
+        """Write both reports (each replaced whole, never seen half-written), and at the end
+        of the run (`final`) append the Markdown to the CI step summary when set."""
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / REPORT_JSON
         markdown_path = directory / REPORT_MARKDOWN
-        json_path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        _replace(json_path, json.dumps(self.as_json(), indent=2) + "\n")
         markdown = self.to_markdown()
-        markdown_path.write_text(markdown, encoding="utf-8")
+        _replace(markdown_path, markdown)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
+        if summary and final:
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown)
         return {"json": json_path, "markdown": markdown_path}
@@ -224,3 +253,10 @@ def _sample_lines(objects: dict[str, ObjectStats]) -> list[str]:
             )
             lines.append(f"- {sample['key']} ({sample['crm_id']}): {changes}")
     return lines
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write beside the file, then rename over it: a reader sees the old or the new one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)

@@ -24,18 +24,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crm_sync_mapping.singer_input import UnreadableLine
+
 from target_salesforce_crm.errors import one_line
+from target_salesforce_crm.target.batching import parent_field
 from target_salesforce_crm.target.changes import ChangeCheck
 from target_salesforce_crm.target.fingerprints import FingerprintStore
+from target_salesforce_crm.target.journal import BulkJournal
 from target_salesforce_crm.target.ledger import OutcomeLedger
 from target_salesforce_crm.target.matching import ObjectMatcher
-from target_salesforce_crm.target.outcomes import OutcomeFiles
+from target_salesforce_crm.target.outcomes import (
+    STAGE_INPUT,
+    UNREADABLE_LINE,
+    OutcomeFiles,
+    Reject,
+    SourceRef,
+)
 from target_salesforce_crm.target.preflight import (
     ApiBudget,
     ValueChecker,
     check_objects,
     estimate_calls,
 )
+from target_salesforce_crm.target.recovery import recover
 from target_salesforce_crm.target.report import RejectThresholdError, RunReport, reject_allowance
 from target_salesforce_crm.target.validation import Pending, schema_valid
 from target_salesforce_crm.target.verdicts import ObjectWrites, Verdicts
@@ -58,6 +69,9 @@ class RunSettings:
     poll_max: float
     dry_run: bool
     full_refresh: bool
+    bulk_api: str = "1.0"
+    concurrency_mode: str = "Parallel"
+    group_by_parent: bool = True
 
 
 class SyncRun:
@@ -76,16 +90,20 @@ class SyncRun:
         self.outcomes = OutcomeFiles(settings.output_dir)
         self.ledger = OutcomeLedger(self.report, self.outcomes)
         self.streams_seen: set[str] = set()
+        # The tap's SCHEMA of each mapped stream, for the preflight's source type check.
+        self.schemas: dict[str, dict[str, Any]] = {}
         self.budget = ApiBudget(settings.max_api_share, self.logger)
         self.dry_run = settings.dry_run
         self.report.dry_run = self.dry_run
+        self.report.bulk_api = settings.bulk_api
         self.fingerprints = FingerprintStore(settings.fingerprint_db, readonly=self.dry_run)
         self.changes = ChangeCheck(
             self.fingerprints, org=self._org, is_pending=self._is_pending,
             full_refresh=settings.full_refresh, dry_run=self.dry_run,
         )
         self._checkers: dict[str, ValueChecker] = {}
-        self.verdicts = Verdicts(self.ledger, self.changes, self._checkers)
+        self._parents: dict[str, str] = {}
+        self.verdicts = Verdicts(self.ledger, self.changes, self._checkers, self._parents)
         self._client: Any = None
         self._writer: BulkWriter | DryRunWriter | None = None
         self._checked: set[str] = set()
@@ -93,6 +111,8 @@ class SyncRun:
         self._last_progress = 0.0
         self._closed = False
         self._drain = 0
+        self._journal: BulkJournal | None = None
+        self._recovered = False
 
     # -- connections (lazy: a run of ignored streams needs none) -----------------------
 
@@ -114,9 +134,35 @@ class SyncRun:
                 max_record_retries=self.settings.max_record_retries,
                 retry_backoff=self.settings.retry_backoff,
                 check_every=self.settings.poll_max,
+                concurrency_mode="Serial" if self.settings.concurrency_mode == "Serial"
+                else "Parallel",
+                group_by_parent=self.settings.group_by_parent,
                 logger=self.logger,
+                journal=self.journal,
             )
         return self._writer
+
+    @property
+    def journal(self) -> BulkJournal | None:
+        """The Bulk journal in the fingerprint file; none in a dry run (nothing is sent) and
+        with Bulk 2.0, whose results a later run could not match to the records sent."""
+        if self._journal is None and not self.dry_run and self.settings.bulk_api == "1.0":
+            self._journal = BulkJournal(self.settings.fingerprint_db, self._org)
+        return self._journal
+
+    def _recover(self) -> None:
+        """Once, before the first write: settle what an ended run left (see recovery.py)."""
+        if self._recovered or self.journal is None:
+            return
+        self._recovered = True
+        journal = self.journal
+        runs = journal.ended_runs()
+        if not runs:
+            return
+        writer = self.writer
+        assert isinstance(writer, BulkWriter)
+        recover(runs, journal, writer.bulk, self.client, self.mapping, self.changes,
+                self.report, self.logger)
 
     def _org(self) -> str:
         """Which org fingerprints belong to: a refreshed sandbox shares production's Ids."""
@@ -136,17 +182,42 @@ class SyncRun:
         if not objects:
             return
         describes = {om.sobject: self.client.describe(om.sobject) for om in objects}
-        check_objects(describes, objects)
+        check_objects(describes, objects, self.schemas)
         for om in objects:
             self._checked.add(om.sobject)
+            # The locking parent (Contact: AccountId) is read along, to group batches by it.
+            parent = parent_field(om.sobject, describes[om.sobject])
+            if parent is not None:
+                self._parents[om.sobject] = parent
             self._matchers[om.sobject] = ObjectMatcher(
                 self.client, om, describes[om.sobject],
                 lookup_batch_size=self.settings.lookup_batch_size,
-                read_fields=self.changes.read_fields(om),
+                read_fields=[*self.changes.read_fields(om), *([parent] if parent else [])],
                 logger=self.logger,
             )
             self._checkers[om.sobject] = ValueChecker(om.sobject, describes[om.sobject])
         self.logger.info("Preflight passed for %s", ", ".join(sorted(describes)))
+
+    # -- the run's edges -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Empty this run's outcome files and mark its report running before any input.
+
+        Until the run ends, `report.json` says so: a killed run never leaves the previous
+        run's "succeeded" next to its own partial files.
+        """
+        self.outcomes.open()
+        self.report.files = self._files()
+        self.report.write(self.settings.output_dir, final=False)
+
+    def unreadable(self, line: UnreadableLine) -> None:
+        """A line that is not a Singer message: one reject line, counted, and the run goes on."""
+        self.report.unreadable_lines += 1
+        self.logger.warning("Input line %d is unusable: %s", line.number, line.reason)
+        self.outcomes.reject(Reject(
+            SourceRef(None, f"line {line.number}"), None, UNREADABLE_LINE,
+            f"input line {line.number} is {line.reason}: {line.excerpt}", STAGE_INPUT,
+        ))
 
     # -- one drain -----------------------------------------------------------------------
 
@@ -157,9 +228,11 @@ class SyncRun:
         objects = self.mapping.for_stream(stream)
         try:
             self._preflight(stream)
+            self._recover()
             self.budget.check(self.client, estimate_calls(
                 len(records), len(objects),
                 self.settings.lookup_batch_size, self.settings.bulk_batch_size,
+                bulk_api=self.settings.bulk_api,
             ))
             if self._writer is not None:
                 self._writer.collect()
@@ -181,6 +254,8 @@ class SyncRun:
         Sends what waits for a full batch, waits for every answer (retries included) and
         flushes the outcome files; `close` (the end of the run) also closes the Bulk jobs.
         """
+        if close:
+            self._recover()  # a run without records still ends what an ended run left
         if self._writer is not None:
             if close:
                 self._writer.close()
@@ -289,11 +364,12 @@ class SyncRun:
     def finish(self, fail_on_rejects: float) -> None:
         """Write the reports; fail when more records were rejected than allowed."""
         report = self.report
-        allowed = reject_allowance(fail_on_rejects, report.input_records)
+        judged = report.input_records + report.unreadable_lines
+        allowed = reject_allowance(fail_on_rejects, judged)
         too_many = report.rejected_total > allowed
         if too_many:
             report.error = (
-                f"{report.rejected_total} of {report.input_records} input records were "
+                f"{report.rejected_total} of {judged} input records were "
                 f"rejected, more than fail_on_rejects {fail_on_rejects} allows "
                 f"({allowed:g}); every outcome is written: see {self.outcomes.rejects_path}"
             )
@@ -320,20 +396,26 @@ class SyncRun:
         if self._closed:
             return
         self._closed = True
+        if self._journal is not None:
+            if status == "failed":
+                self._journal.close()  # what is open stays for the next run
+            else:
+                self._journal.end()
         self.fingerprints.close()
         self.outcomes.open()
         self.outcomes.close()
         self._sync_counts()
         report = self.report
         report.status = status
-        report.files = {
-            "rejects": str(self.outcomes.rejects_path),
-            "unmatched": str(self.outcomes.unmatched_path),
-        }
+        report.files = self._files()
         paths = report.write(self.settings.output_dir)
         report.files.update({"report_json": str(paths["json"]),
                              "report_markdown": str(paths["markdown"])})
         self.logger.info("%s", report.log_line())
+
+    def _files(self) -> dict[str, str]:
+        return {"rejects": str(self.outcomes.rejects_path),
+                "unmatched": str(self.outcomes.unmatched_path)}
 
     def _sync_counts(self) -> None:
         """API calls and the writer's jobs, batches and retries into the report."""
@@ -342,6 +424,7 @@ class SyncRun:
                 stats = self.report.object(sobject)
                 stats.bulk_jobs, stats.bulk_batches = counts.jobs, counts.batches
                 stats.retried = counts.retried
+                stats.lock_retried = counts.lock_retried
         if self._client is None:
             return
         self.report.api_calls = Counter(self._client.api_calls)

@@ -13,6 +13,7 @@ from singer_sdk import Target
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import JSONSchemaValidator
 
+from target_salesforce_crm.errors import one_line
 from target_salesforce_crm.target.validation import (
     Pending,
     RecordingValidator,
@@ -58,7 +59,15 @@ class IgnoredSink(BatchSink):
     def _singer_validate_message(self, record: dict) -> None:
         """Nor are their key properties checked."""
 
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """Nor their dates parsed."""
+
     def process_record(self, record: dict, context: dict) -> None:
+        self.run.report.stream(self.stream_name).records += 1
+
+    def hold_invalid(self, record: dict[str, Any], problem: str) -> None:
+        """An unusable record of an ignored stream is ignored like the others."""
+        self.tally_record_read()
         self.run.report.stream(self.stream_name).records += 1
 
     def process_batch(self, context: dict) -> None:
@@ -73,9 +82,12 @@ class MappedSink(BatchSink):
     def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         super().__init__(target, *args, **kwargs)
         self.run = cast(RunningTarget, target).run
-        self._missing_keys: str | None = None
+        # What singer-sdk's own checks found wrong with the record in hand (it would stop
+        # the run); it becomes the record's INVALID_RECORD reason.
+        self._arrival_problems: list[str] = []
         self.run.report.stream(self.stream_name)
         self.run.streams_seen.add(self.stream_name)
+        self.run.schemas[self.stream_name] = self.schema
         self.read = read_properties(self.run.mapping.for_stream(self.stream_name))
 
     def get_validator(self) -> JSONSchemaValidator | None:
@@ -83,16 +95,33 @@ class MappedSink(BatchSink):
             return None
         return RecordingValidator(self.schema, validate_formats=self.validate_field_string_format)
 
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """A date-time that does not parse ('yesterday') is a reject, not the end of the run."""
+        try:
+            super()._parse_timestamps_in_record(record, schema, treatment)
+        except (ValueError, TypeError) as exc:  # TypeError: not text (the schema says why)
+            self._arrival_problems.append(one_line(str(exc)))
+
     def _singer_validate_message(self, record: dict) -> None:
         """A record without its key properties is a reject, not the end of the run."""
-        self._missing_keys = missing_keys(record, self.key_properties)
+        missing = missing_keys(record, self.key_properties)
+        if missing is not None:
+            self._arrival_problems.append(missing)
 
     def process_record(self, record: dict, context: dict) -> None:
         validator = self._validator
         problem = validator.take_problem() if isinstance(validator, RecordingValidator) else None
-        if self._missing_keys is not None:
-            problem = "; ".join(filter(None, (problem, self._missing_keys)))
-            self._missing_keys = None
+        if self._arrival_problems:
+            problem = "; ".join(filter(None, (problem, *self._arrival_problems)))
+            self._arrival_problems = []
+        self._hold(record, context, problem)
+
+    def hold_invalid(self, record: dict[str, Any], problem: str) -> None:
+        """A record the reader found unusable (see `crm_sync_mapping.singer_input`)."""
+        self.tally_record_read()
+        self._hold(record, self._get_context(record), problem)
+
+    def _hold(self, record: dict[str, Any], context: dict, problem: str | None) -> None:
         pending: list[Pending] = context.setdefault("records", [])
         kept = {name: value for name, value in record.items() if name in self.read}
         pending.append(Pending(len(pending), plain_record(kept), problem))

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, load_forward_mapping
+from crm_sync_mapping.singer_batch import BatchFileError, batch_record_messages
+from crm_sync_mapping.singer_input import TolerantReader, hold_invalid_record
 from singer_sdk import typing as th
+from singer_sdk.exceptions import InvalidInputLine, RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
@@ -22,8 +25,8 @@ from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
 from target_salesforce_crm.mapping_init import COMMAND as MAPPING_COMMAND
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
-from target_salesforce_crm.target.batch_files import BatchFileError, batch_record_messages
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
+from target_salesforce_crm.target.journal import JournalError
 from target_salesforce_crm.target.preflight import ApiBudgetError, PreflightError
 from target_salesforce_crm.target.report import RejectThresholdError
 from target_salesforce_crm.target.run import RunSettings, SyncRun
@@ -53,6 +56,13 @@ TARGET_SETTINGS = th.PropertiesList(
                     "under 10 MB).",
     ),
     th.Property(
+        "bulk_api", th.StringType, default="1.0", allowed_values=["1.0", "2.0"],
+        description="Bulk API for the writes. 1.0 (default): batches of one open job, each "
+                    "answered on its own, so every STATE settles at the least calls. 2.0: "
+                    "each batch is its own ingest job (CSV upload, UploadComplete, results "
+                    "matched back to the records): the same outcomes, about twice the Bulk calls.",
+    ),
+    th.Property(
         "max_api_share", th.NumberType(exclusive_minimum=0, maximum=1), default=0.25,
         description="Refuse to write when a drain's estimated API calls exceed this share "
                     "of the remaining daily API requests (as Salesforce's Sforce-Limit-Info "
@@ -73,6 +83,21 @@ TARGET_SETTINGS = th.PropertiesList(
         "retry_backoff", th.NumberType(minimum=0), default=2.0,
         description="Seconds before the first retry round of transient failures; doubles "
                     "each round (capped at 60).",
+    ),
+    th.Property(
+        "concurrency_mode", th.StringType(allowed_values=["Parallel", "Serial"]),
+        default="Parallel",
+        description="Bulk job concurrency: Parallel (Salesforce processes several batches "
+                    "at once) or Serial (one batch at a time: slower, no lock contention "
+                    "between batches). Rows that fail UNABLE_TO_LOCK_ROW in a Parallel job "
+                    "are retried in a Serial job.",
+    ),
+    th.Property(
+        "group_by_parent", th.BooleanType, default=True,
+        description="Cut Bulk batches so that each parent record's children share a batch "
+                    "(Contacts by AccountId, read in the match look-up), and hold a child "
+                    "back while its parent is in a batch still being processed: avoids "
+                    "UNABLE_TO_LOCK_ROW in Parallel jobs. Off: batches follow input order.",
     ),
     th.Property(
         "output_dir", th.StringType, default=DEFAULT_OUTPUT_DIR,
@@ -133,7 +158,8 @@ class TargetConfigError(Exception):
 # Errors that end a run with one actionable line instead of a traceback.
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
-    FingerprintStoreError, BatchFileError,
+    FingerprintStoreError, JournalError, RecordsWithoutSchemaException, InvalidInputLine,
+    BatchFileError,
 )
 
 
@@ -169,6 +195,7 @@ class TargetSalesforceCRM(Target):
     capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = _config_schema()
     default_sink_class = MappedSink
+    message_reader_class = TolerantReader
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -176,12 +203,17 @@ class TargetSalesforceCRM(Target):
         # so drains run one after another.
         self.max_parallelism = 1
         check_credential_urls(self.config)  # before any input: nothing leaves in cleartext
+        if self.setting("concurrency_mode") == "Serial" and self.setting("bulk_api") == "2.0":
+            raise TargetConfigError(
+                "concurrency_mode: Serial needs bulk_api 1.0 (Bulk API 2.0 ingest jobs always "
+                "run in parallel); set one of them back to its default")
         self.mapping = load_mapping(str(self.setting("mapping_file")))
         self.output_dir = Path(str(self.setting("output_dir")))
         self.run = SyncRun(
             self.mapping, self.run_settings(), logger=self.logger,
             connect=self.create_client, bulk_for=self.create_bulk,
         )
+        cast(TolerantReader, self.message_reader).on_unreadable = self.run.unreadable
 
     def run_settings(self) -> RunSettings:
         return RunSettings(
@@ -195,6 +227,9 @@ class TargetSalesforceCRM(Target):
             poll_max=float(self.setting("poll_max")),
             dry_run=bool(self.setting("dry_run")),
             full_refresh=bool(self.setting("full_refresh")),
+            bulk_api=str(self.setting("bulk_api")),
+            concurrency_mode=str(self.setting("concurrency_mode")),
+            group_by_parent=bool(self.setting("group_by_parent")),
         )
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -231,22 +266,52 @@ class TargetSalesforceCRM(Target):
 
     def create_bulk(self, client: Any) -> Any:
         from target_salesforce_crm.target.bulk import BulkClient
+        from target_salesforce_crm.target.bulk2 import Bulk2Client
 
-        return BulkClient(
+        bulk_class = Bulk2Client if self.setting("bulk_api") == "2.0" else BulkClient
+        return bulk_class(
             client,
             poll_initial=float(self.setting("poll_initial")),
             poll_max=float(self.setting("poll_max")),
             poll_timeout=float(self.setting("poll_timeout")),
         )
 
-    def _process_batch_message(self, message_dict: dict) -> None:
-        """Each line of each BATCH file takes the RECORD path (see `batch_files`)."""
+    def listen(self, file_input: Any = None) -> None:
+        """Read the input; the report says "running" until the run ends, "failed" if it dies.
+
+        A run that stops on input (a RECORD before its SCHEMA, a SCHEMA without properties)
+        or on a signal leaves a failed report, never the previous run's.
+        """
         try:
-            for record_message in batch_record_messages(message_dict, self.config):
-                self._process_record_message(record_message)
-        except BatchFileError as exc:
-            self.run.fail(exc)  # the report says why; no STATE follows
+            self.run.start()
+            super().listen(file_input)
+        except BaseException as exc:
+            self.run.fail(exc)
             raise
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """A record the reader found unusable becomes a reject of its stream (see
+        `crm_sync_mapping.singer_input`); the others go the SDK's way."""
+        if not hold_invalid_record(self, message_dict):
+            super()._process_record_message(message_dict)
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT (a cancelled `meltano run`, a CI timeout) ends the run failed.
+
+        singer-sdk would drain every sink (write more after being told to stop) and exit 0;
+        here the error path runs instead: open Bulk work is aborted, the report says
+        "failed", no STATE follows, and the exit code says which signal it was.
+        """
+        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
+        raise SystemExit(128 + signum)
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Each line of each BATCH file is read as a RECORD line is and takes the RECORD path
+        (`crm_sync_mapping.singer_batch`); a file that cannot be read fails the run."""
+        reader = cast(TolerantReader, self.message_reader)
+        for record_message in batch_record_messages(message_dict, self.config,
+                                                    reader.on_unreadable):
+            self._process_record_message(record_message)
 
     def _write_state_message(self, state: dict) -> None:
         """A STATE promises an outcome for every record before it: settle first.

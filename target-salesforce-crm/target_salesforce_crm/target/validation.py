@@ -68,7 +68,7 @@ class RecordingValidator(JSONSchemaValidator):
         try:
             super().validate(record)
         except InvalidRecord as exc:
-            self.problem = exc.error_message
+            self.problem = f"it does not match the stream's schema ({exc.error_message})"
 
     def take_problem(self) -> str | None:
         problem, self.problem = self.problem, None
@@ -88,8 +88,7 @@ def schema_valid(
         key = _any_key(objects, pending)
         ledger.invalid(Reject(
             SourceRef(stream, key, pending.position, drain), None, INVALID_RECORD,
-            f"record {key} of stream '{stream}' does not match the stream's schema: "
-            f"{pending.problem}", STAGE_INPUT,
+            f"record {key} of stream '{stream}' is unusable: {pending.problem}", STAGE_INPUT,
         ))
     return valid
 

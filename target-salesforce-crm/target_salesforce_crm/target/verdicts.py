@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from target_salesforce_crm.target.batching import parent_key
 from target_salesforce_crm.target.changes import ChangeCheck
 from target_salesforce_crm.target.ledger import OutcomeLedger
 from target_salesforce_crm.target.matching import Candidate, MatchResult
@@ -45,10 +46,13 @@ class Verdicts:
     """Turns candidates and their look-up results into writes or decided outcomes."""
 
     def __init__(self, ledger: OutcomeLedger, changes: ChangeCheck,
-                 checkers: Mapping[str, ValueChecker]) -> None:
+                 checkers: Mapping[str, ValueChecker],
+                 parents: Mapping[str, str] | None = None) -> None:
         self.ledger = ledger
         self.changes = changes
         self.checkers = checkers
+        # object -> its locking parent's field (Contact: AccountId), read by the look-up
+        self.parents = parents if parents is not None else {}
 
     def candidates(
         self, stats: ObjectStats, stream: str, om: Any, records: Sequence[Pending], drain: int,
@@ -92,9 +96,12 @@ class Verdicts:
                 values = {**external_id_value(om, result.candidate.record), **values}
             if self._prechecked(stats, om, source, values, result.ids[0]):
                 self.changes.keep_current(result.rows)
+                parent = self.parents.get(om.sobject)
                 writes.updates.extend(
                     WriteItem([source], {"Id": crm_id, **values}, crm_id,
-                              created_date=_text(result.rows.get(crm_id, {}).get("CreatedDate")))
+                              created_date=_text(result.rows.get(crm_id, {}).get("CreatedDate")),
+                              parent_id=parent_key(result.rows.get(crm_id, {}).get(parent)
+                                                   or values.get(parent)) if parent else None)
                     for crm_id in result.ids
                 )
             return
@@ -112,7 +119,10 @@ class Verdicts:
             ))
             return
         if self._prechecked(stats, om, source, payload, None, create=True):
-            writes.creates.append(WriteItem([source], payload, None))
+            parent = self.parents.get(om.sobject)
+            writes.creates.append(WriteItem(
+                [source], payload, None,
+                parent_id=parent_key(payload.get(parent)) if parent else None))
 
     def _map(self, stats: ObjectStats, om: Any, result: MatchResult) -> dict[str, Any] | None:
         values, problems = om.map_record(result.candidate.record)

@@ -20,6 +20,13 @@ not be delivered) go back into the queue for a later batch of the same job after
 back-off, at most `max_record_retries` times; everything else ends as a reject with
 Salesforce's code. Outcomes go to `on_outcomes` batch by batch; when `settle` returns,
 every item handed to `submit` has exactly one.
+
+Parent-record locks: batches are cut by `batching.cut_batches`, which (with
+`group_by_parent`) keeps one parent's children (a Contact's Account) in one batch; in a
+Parallel job an item whose parent is in a batch still being processed waits for it, so
+two running batches of the run never contend for a parent. Rows that fail
+`UNABLE_TO_LOCK_ROW` all the same (other writers, a random lock) go again in a Serial job
+of the same object, after their parent's batches are answered.
 """
 
 from __future__ import annotations
@@ -29,16 +36,21 @@ import decimal
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from target_salesforce_crm.errors import SalesforceError, TransientError
+from target_salesforce_crm.target.batching import cut_batches
+from target_salesforce_crm.target.journal import BulkJournal, JournalRow
 from target_salesforce_crm.target.outcomes import SourceRef
 
 # `unchanged`: skipped by change detection, never handed to a writer.
 WriteStatus = Literal["updated", "created", "rejected", "unchanged"]
 Operation = Literal["update", "upsert"]
+ConcurrencyMode = Literal["Parallel", "Serial"]
+LOCK_CODE = "UNABLE_TO_LOCK_ROW"
 
 MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_BYTES = 10_000_000
@@ -59,7 +71,8 @@ class BulkApi(Protocol):
     """What the writer needs from `bulk.BulkClient`."""
 
     def create_job(self, operation: str, sobject: str, *,
-                   external_id_field: str | None = None) -> str: ...
+                   external_id_field: str | None = None,
+                   concurrency_mode: str = "Parallel") -> str: ...
 
     def add_batch(self, job_id: str, records: list[dict[str, Any]]) -> str: ...
 
@@ -87,6 +100,10 @@ class WriteItem:
     not_before: float = 0.0
     # Bytes the payload takes in a batch body (measured when queued).
     size: int = 0
+    # The parent record Salesforce locks with it (a Contact's AccountId), from the look-up.
+    parent_id: str | None = None
+    # Failed on a lock: goes again in the object's Serial job.
+    serial: bool = False
 
 
 @dataclass(slots=True)
@@ -107,6 +124,8 @@ class WriteCounts:
     batches: int = 0
     retried: int = 0
     merged: int = 0
+    # Of `retried`: rows sent again in a Serial job after UNABLE_TO_LOCK_ROW.
+    lock_retried: int = 0
 
 
 OutcomeSink = Callable[[str, list[WriteOutcome]], None]
@@ -142,7 +161,8 @@ def merge_items(items: Sequence[WriteItem], key: Callable[[WriteItem], str | Non
         existing = merged.get(identity)
         if existing is None:
             merged[identity] = WriteItem(list(item.sources), dict(item.payload), item.crm_id,
-                                         created_date=item.created_date)
+                                         created_date=item.created_date,
+                                         parent_id=item.parent_id)
             continue
         existing.sources.extend(item.sources)
         existing.payload.update(item.payload)
@@ -174,6 +194,7 @@ def _merged(first: WriteItem, then: WriteItem) -> WriteItem:
         last_error=first.last_error or then.last_error,
         created_date=first.created_date or then.created_date,
         not_before=max(first.not_before, then.not_before), size=_payload_size(payload),
+        parent_id=first.parent_id or then.parent_id, serial=first.serial or then.serial,
     )
 
 
@@ -195,12 +216,17 @@ class _Job:
     identity: Callable[[WriteItem], str | None]
     open_id: str | None = None
     open_batches: int = 0
+    # The Serial job for rows that failed on a lock (Parallel runs only).
+    serial_id: str | None = None
+    serial_batches: int = 0
     queued: dict[str, WriteItem] = field(default_factory=dict)
     loose: list[WriteItem] = field(default_factory=list)
     # job id -> batch id -> batch (a job that reached MAX_BATCHES_PER_JOB is closed while
     # its batches are still answered)
     in_flight: dict[str, dict[str, _Sent]] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
+    # parent id -> unanswered batches holding children of it
+    busy_parents: Counter[str] = field(default_factory=Counter)
     next_check: float = 0.0
 
     @property
@@ -235,11 +261,15 @@ class BulkWriter:
         max_record_retries: int = 3,
         retry_backoff: float = 2.0,
         check_every: float = 10.0,
+        concurrency_mode: ConcurrencyMode = "Parallel",
+        group_by_parent: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        journal: BulkJournal | None = None,
     ) -> None:
         self.bulk = bulk
+        self.journal = journal
         self.on_outcomes = on_outcomes
         self.batch_size = min(batch_size, MAX_BATCH_RECORDS)
         self.max_batch_bytes = min(max_batch_bytes, MAX_BATCH_BYTES)
@@ -248,6 +278,10 @@ class BulkWriter:
         self.max_record_retries = max_record_retries
         self.retry_backoff = retry_backoff
         self.check_every = check_every
+        self.concurrency_mode = concurrency_mode
+        self.group_by_parent = group_by_parent
+        # Items held in the queue (waiting for a parent, a retry) before sending waits.
+        self.max_waiting = (self.max_unfinished + 1) * self.batch_size
         self.sleep = sleep
         self.clock = clock
         self.logger = logger or logging.getLogger(__name__)
@@ -266,6 +300,7 @@ class BulkWriter:
             item.size = _payload_size(item.payload)
             self._queue(job, item)
         self._send(job, partial=False)
+        self._bound_waiting(job)
 
     def is_pending(self, sobject: str, operation: Operation, identity: str,
                    external_id_field: str | None = None) -> bool:
@@ -314,17 +349,21 @@ class BulkWriter:
         """The end of the run: settle, then close every job (once)."""
         self.settle()
         for job in self._jobs.values():
-            if job.open_id is not None:
-                self.bulk.close_job(job.open_id)
-                job.open_id = None
+            for job_id in (job.open_id, job.serial_id):
+                if job_id is not None:
+                    self._close_job(job_id)
+            job.open_id = job.serial_id = None
 
     def abort(self) -> None:
         """The run failed: stop every job still open or answering; drop what waits."""
         for job in self._jobs.values():
-            ids = dict.fromkeys([*job.in_flight, *([job.open_id] if job.open_id else [])])
+            opened = [job_id for job_id in (job.open_id, job.serial_id) if job_id]
+            ids = dict.fromkeys([*job.in_flight, *opened])
             for job_id in ids:
                 try:
                     self.bulk.abort_job(job_id)
+                    if self.journal is not None:
+                        self.journal.job_state(job_id, "Aborted")
                 except SalesforceError as exc:
                     self.logger.warning("%s: could not abort job %s: %s", job.label, job_id,
                                         exc)
@@ -358,41 +397,84 @@ class BulkWriter:
         job.queued[identity] = _merged(item, existing) if retry else _merged(existing, item)
         self.counts[job.sobject].merged += 1
 
+    def _serial(self, item: WriteItem) -> bool:
+        """Whether the item goes in the object's Serial job rather than the main one."""
+        return item.serial and self.concurrency_mode == "Parallel"
+
     def _ready(self, job: _Job, item: WriteItem, now: float) -> bool:
-        return item.not_before <= now and job.identity(item) not in job.busy
+        if item.not_before > now or job.identity(item) in job.busy:
+            return False
+        # A Parallel job's batches run at once: wait while the parent is being written.
+        holds_back = self.concurrency_mode == "Parallel" and (
+            self.group_by_parent or item.serial)
+        return not (holds_back and item.parent_id and job.busy_parents[item.parent_id])
+
+    def _current(self, job: _Job, item: WriteItem) -> bool:
+        """Still the queue's item for its record (not merged with a retry meanwhile)."""
+        identity = job.identity(item)
+        if identity is None:
+            return any(loose is item for loose in job.loose)
+        return job.queued.get(identity) is item
 
     def _send(self, job: _Job, *, partial: bool) -> None:
         """Send the queue's ready items as full batches (and the rest too when `partial`)."""
         now = self.clock()
-        batch: list[WriteItem] = []
-        size = 2
+        lanes: dict[bool, list[WriteItem]] = {False: [], True: []}
         for item in job.waiting():
-            identity = job.identity(item)
-            if identity is not None and job.queued.get(identity) is not item:
-                continue  # merged with a retry while an earlier batch waited for room
-            if not self._ready(job, item, now):
-                continue
-            if batch and (len(batch) >= self.batch_size
-                          or size + item.size > self.max_batch_bytes):
-                self._send_batch(job, batch)
-                batch, size = [], 2
-            batch.append(item)
-            size += item.size
-        if batch and (partial or len(batch) >= self.batch_size):
-            self._send_batch(job, batch)
+            if self._current(job, item) and self._ready(job, item, now):
+                lanes[self._serial(item)].append(item)
+        for serial, items in lanes.items():
+            batches = cut_batches(items, batch_size=self.batch_size,
+                                  max_bytes=self.max_batch_bytes, grouped=self.group_by_parent)
+            for number, planned in enumerate(batches):
+                if (number == len(batches) - 1 and not partial
+                        and len(planned) < self.batch_size):
+                    break  # the last one waits to be filled
+                # sending may have waited for room and folded retries: check again
+                now = self.clock()
+                batch = [i for i in planned if self._current(job, i) and self._ready(job, i, now)]
+                if batch:
+                    self._send_batch(job, batch, serial=serial)
 
-    def _open_job(self, job: _Job) -> str:
+    def _bound_waiting(self, job: _Job) -> None:
+        """Too many items held back (parents being written): wait for batches to answer."""
+        while len(job.queued) + len(job.loose) > self.max_waiting and job.in_flight:
+            _seq, job_id = job.oldest() or (0, "")
+            self._wait(job, job_id, leave=len(job.in_flight[job_id]) - 1)
+            self._send(job, partial=False)
+
+    def _open_job(self, job: _Job, *, serial: bool = False) -> str:
+        if serial:
+            if job.serial_id is not None and job.serial_batches >= self.max_batches_per_job:
+                self._close_job(job.serial_id)
+                job.serial_id = None
+            if job.serial_id is None:
+                job.serial_id = self._create_job(job, "Serial")
+                job.serial_batches = 0
+            return job.serial_id
         if job.open_id is not None and job.open_batches >= self.max_batches_per_job:
-            self.bulk.close_job(job.open_id)
+            self._close_job(job.open_id)
             job.open_id = None
         if job.open_id is None:
-            job.open_id = self.bulk.create_job(job.operation, job.sobject,
-                                               external_id_field=job.external_id_field)
+            job.open_id = self._create_job(job, self.concurrency_mode)
             job.open_batches = 0
-            self.counts[job.sobject].jobs += 1
         return job.open_id
 
-    def _send_batch(self, job: _Job, batch: list[WriteItem]) -> None:
+    def _create_job(self, job: _Job, mode: str) -> str:
+        self.counts[job.sobject].jobs += 1
+        job_id = self.bulk.create_job(job.operation, job.sobject,
+                                      external_id_field=job.external_id_field,
+                                      concurrency_mode=mode)
+        if self.journal is not None:
+            self.journal.job_opened(job_id, job.sobject, job.operation, job.external_id_field)
+        return job_id
+
+    def _close_job(self, job_id: str) -> None:
+        self.bulk.close_job(job_id)
+        if self.journal is not None:
+            self.journal.job_state(job_id, "Closed")
+
+    def _send_batch(self, job: _Job, batch: list[WriteItem], *, serial: bool = False) -> None:
         for item in batch:
             identity = job.identity(item)
             if identity is not None:
@@ -400,23 +482,33 @@ class BulkWriter:
         if job.loose:
             leaving = {id(item) for item in batch}
             job.loose = [item for item in job.loose if id(item) not in leaving]
-        job_id = self._open_job(job)
+        job_id = self._open_job(job, serial=serial)
+        token = None if self.journal is None else self.journal.sending(job_id, [
+            JournalRow(item.crm_id, item.created_date, item.payload) for item in batch])
         try:
             batch_id = self.bulk.add_batch(job_id, [item.payload for item in batch])
         except TransientError as exc:
+            if self.journal is not None and token is not None:
+                self.journal.not_sent(token)
             self.logger.warning("%s: a batch of %d could not be delivered: %s",
                                 job.label, len(batch), exc)
             for item in batch:
                 item.last_error = ("BATCH_NOT_DELIVERED", str(exc), [])
             self._retry(job, batch)
             return
-        job.open_batches += 1
+        if self.journal is not None and token is not None:
+            self.journal.sent(token, batch_id)
+        if serial:
+            job.serial_batches += 1
+        else:
+            job.open_batches += 1
         self.counts[job.sobject].batches += 1
         self._seq += 1
         if not job.in_flight:
             job.next_check = self.clock() + self.check_every
         job.in_flight.setdefault(job_id, {})[batch_id] = _Sent(self._seq, batch)
         job.busy.update(identity for item in batch if (identity := job.identity(item)))
+        job.busy_parents.update({item.parent_id for item in batch if item.parent_id})
         self._bound()
 
     def _bound(self) -> None:
@@ -450,6 +542,7 @@ class BulkWriter:
                 for item in sent.items:
                     item.last_error = ("BATCH_NOT_REPORTED", "no result for this batch", [])
                 self._retry(job, sent.items)
+                self._answered(batch_id)
 
     def _forget(self, job: _Job, job_id: str, batch_id: str) -> _Sent:
         batches = job.in_flight[job_id]
@@ -457,15 +550,25 @@ class BulkWriter:
         if not batches:
             del job.in_flight[job_id]
         job.busy.difference_update(job.identity(item) for item in sent.items)
+        for parent in {item.parent_id for item in sent.items if item.parent_id}:
+            job.busy_parents[parent] -= 1
+            if job.busy_parents[parent] <= 0:
+                del job.busy_parents[parent]
         return sent
 
     def _finished(self, job: _Job, job_id: str, result: Any) -> None:
         sent = self._forget(job, job_id, str(result.batch_id))
-        outcomes, retry = self._check(result, sent.items, job.label)
+        outcomes, retry = batch_outcomes(result, sent.items, job.label, self.logger)
         if outcomes:
             self.on_outcomes(job.sobject, outcomes)
         if retry:
             self._retry(job, retry)
+        self._answered(str(result.batch_id))
+
+    def _answered(self, batch_id: str) -> None:
+        """Its outcomes are folded (fingerprints committed): the journal can let it go."""
+        if self.journal is not None:
+            self.journal.answered(batch_id)
 
     def _retry(self, job: _Job, items: list[WriteItem]) -> None:
         """Back into the queue after a back-off, or a reject once retries are used up."""
@@ -483,6 +586,9 @@ class BulkWriter:
                 continue
             delay = min(self.retry_backoff * 2 ** (item.attempts - 1), MAX_BACKOFF_SECONDS)
             item.not_before = now + delay
+            if item.last_error and item.last_error[0] == LOCK_CODE:
+                item.serial = True
+                self.counts[job.sobject].lock_retried += 1
             self._queue(job, item, retry=True)
             again += 1
         if again:
@@ -492,57 +598,63 @@ class BulkWriter:
         if given_up:
             self.on_outcomes(job.sobject, given_up)
 
-    def _check(
-        self, result: Any, batch: list[WriteItem], label: str
-    ) -> tuple[list[WriteOutcome], list[WriteItem]]:
-        """Final outcomes of a finished batch, and the items to send again."""
-        state = str(result.state)
-        if state != "Completed":
-            message = str(result.state_message or state)
-            transient = state == "NotProcessed" or any(
-                word in message.lower() for word in _TRANSIENT_BATCH_WORDS
-            )
-            code = message.split(":", 1)[0].strip() or state
-            self.logger.warning("%s: batch %s %s: %s", label, result.batch_id, state, message)
-            if transient:
-                for item in batch:
-                    item.last_error = (code, message, [])
-                return [], batch
-            return [
-                WriteOutcome(item, "rejected", item.crm_id, code, f"batch {state}: {message}")
-                for item in batch
-            ], []
-        rows = list(result.rows or [])
-        outcomes: list[WriteOutcome] = []
-        retry: list[WriteItem] = []
-        ok = failed = 0
-        for position, item in enumerate(batch):
-            if position >= len(rows):
-                item.last_error = ("NO_RESULT_ROW", "the batch result has no row for it", [])
-                retry.append(item)
-                continue
-            row = rows[position]
-            if row.get("success"):
-                ok += 1
-                status: WriteStatus = "created" if row.get("created") else "updated"
-                outcomes.append(WriteOutcome(item, status, row.get("id") or item.crm_id))
-                continue
-            errors = row.get("errors") or [{}]
-            first = errors[0]
-            code = str(first.get("statusCode") or "UNKNOWN_ERROR")
-            message = "; ".join(str(e.get("message", "")) for e in errors)
-            fields = [str(f) for e in errors for f in (e.get("fields") or [])]
-            if code in TRANSIENT_CODES:
-                item.last_error = (code, message, fields)
-                retry.append(item)
-                continue
-            failed += 1
-            outcomes.append(WriteOutcome(item, "rejected", item.crm_id, code, message, fields))
-        self.logger.info(
-            "%s: batch %s checked: %d written, %d rejected, %d to retry",
-            label, result.batch_id, ok, failed, len(retry),
+
+def batch_outcomes(
+    result: Any, batch: list[WriteItem], label: str, logger: logging.Logger,
+) -> tuple[list[WriteOutcome], list[WriteItem]]:
+    """Final outcomes of a finished batch, and the items to send again.
+
+    Rows come back in request order: the position is the only link between a failed row
+    (`id: null`) and the record sent.
+    """
+    state = str(result.state)
+    if state != "Completed":
+        message = str(result.state_message or state)
+        transient = state == "NotProcessed" or any(
+            word in message.lower() for word in _TRANSIENT_BATCH_WORDS
         )
-        return outcomes, retry
+        code = message.split(":", 1)[0].strip() or state
+        logger.warning("%s: batch %s %s: %s", label, result.batch_id, state, message)
+        if transient:
+            for item in batch:
+                item.last_error = (code, message, [])
+            return [], batch
+        return [
+            WriteOutcome(item, "rejected", item.crm_id, code, f"batch {state}: {message}")
+            for item in batch
+        ], []
+    rows = list(result.rows or [])
+    outcomes: list[WriteOutcome] = []
+    retry: list[WriteItem] = []
+    ok = failed = 0
+    for position, item in enumerate(batch):
+        row = rows[position] if position < len(rows) else None
+        if row is None:  # no row, or one a failed Bulk 2.0 job left unprocessed
+            item.last_error = ("NO_RESULT_ROW", str(result.state_message or
+                               "the batch result has no row for it"), [])
+            retry.append(item)
+            continue
+        if row.get("success"):
+            ok += 1
+            status: WriteStatus = "created" if row.get("created") else "updated"
+            outcomes.append(WriteOutcome(item, status, row.get("id") or item.crm_id))
+            continue
+        errors = row.get("errors") or [{}]
+        first = errors[0]
+        code = str(first.get("statusCode") or "UNKNOWN_ERROR")
+        message = "; ".join(str(e.get("message", "")) for e in errors)
+        fields = [str(f) for e in errors for f in (e.get("fields") or [])]
+        if code in TRANSIENT_CODES:
+            item.last_error = (code, message, fields)
+            retry.append(item)
+            continue
+        failed += 1
+        outcomes.append(WriteOutcome(item, "rejected", item.crm_id, code, message, fields))
+    logger.info(
+        "%s: batch %s checked: %d written, %d rejected, %d to retry",
+        label, result.batch_id, ok, failed, len(retry),
+    )
+    return outcomes, retry
 
 
 def _text(value: Any) -> str | None:
