@@ -29,12 +29,15 @@ def test_a_wheel_installs_alone_and_its_plugins_answer(
 ) -> None:
     bin_dir = fresh_venv(tmp_path / "venv", interpreter(version))
     install(bin_dir, wheel(dist_dir, distribution))
-    for plugin in PLUGINS[distribution]:
-        answer = subprocess.run([str(bin_dir / plugin), "--about", "--format=json"],
-                                capture_output=True, text=True, check=True, timeout=120)
-        about = json.loads(answer.stdout)
+    asked = {plugin: subprocess.Popen([str(bin_dir / plugin), "--about", "--format=json"],
+                                      stdout=subprocess.PIPE, text=True)
+             for plugin in PLUGINS[distribution]}  # both at once: each takes a second or two
+    for plugin, process in asked.items():
+        stdout, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, plugin
+        about = json.loads(stdout)
         assert (about["name"], about["version"]) == (plugin, "0.1.0")
-        assert "batch" in about["capabilities"] or plugin.startswith("tap-")
+        assert "batch" in about["capabilities"]
     written = subprocess.run([str(bin_dir / MAPPING_COMMAND[distribution]), "init",
                               str(tmp_path / "transforms")], capture_output=True, text=True,
                              check=True, timeout=60)
