@@ -312,3 +312,25 @@ def hold_invalid_record(target: Any, message: dict[str, Any]) -> bool:
     if sink.is_full:
         target.drain_one(sink)
     return True
+
+
+class TolerantTarget:
+    """Mixin for a singer-sdk `Target` (listed before it): the behaviour both targets share.
+
+    It reads with `TolerantReader`, makes a marked RECORD a reject of its stream, and ends
+    the run on SIGTERM or SIGINT as a failure. singer-sdk would drain every sink on a signal
+    (write more after being told to stop) and exit 0. Here the target's error path runs
+    instead: open work is aborted, the report says "failed", no STATE follows, and the
+    exit code says which signal it was. The target still sets the reader's `on_unreadable`.
+    """
+
+    message_reader_class = TolerantReader
+    logger: Any
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        if not hold_invalid_record(self, message_dict):
+            super()._process_record_message(message_dict)  # type: ignore[misc]
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
+        raise SystemExit(128 + signum)

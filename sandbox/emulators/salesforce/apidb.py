@@ -7,7 +7,8 @@ traffic (calls, batch payloads, per-record results) is kept here on disk, never 
 Bulk API 2.0 query jobs keep their rendered CSV rows here too (`query_results`, 1,000 rows
 per chunk), so a result set can be served again for as long as its job exists. Bulk API
 2.0 ingest jobs keep their uploaded rows and per-row results here, 10,000 rows per internal
-batch (`ingest_batches`), as Salesforce splits them.
+batch (`ingest_batches`), as Salesforce splits them. Bulk API 1.0 query batches keep their
+rendered CSV rows like 2.0 query jobs (`bulk_query_*`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,36 @@ CREATE TABLE IF NOT EXISTS ingest_batches (
     results TEXT,
     PRIMARY KEY (job, number)
 );
+CREATE TABLE IF NOT EXISTS bulk_query_jobs (
+    id TEXT PRIMARY KEY,
+    operation TEXT NOT NULL,
+    object TEXT NOT NULL,
+    state TEXT NOT NULL,
+    api_version REAL NOT NULL,
+    pk_chunking TEXT,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bulk_query_batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    job_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_message TEXT,
+    soql TEXT NOT NULL,
+    header TEXT,
+    records_processed INTEGER NOT NULL DEFAULT 0,
+    processing_ms INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bulk_query_batches_job ON bulk_query_batches(job_id);
+CREATE TABLE IF NOT EXISTS bulk_query_results (
+    batch INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (batch, chunk)
+);
 """
 
 
@@ -160,3 +191,6 @@ class ApiDatabase:
             conn.execute("DELETE FROM query_results")
             conn.execute("DELETE FROM ingest_jobs")
             conn.execute("DELETE FROM ingest_batches")
+            conn.execute("DELETE FROM bulk_query_jobs")
+            conn.execute("DELETE FROM bulk_query_batches")
+            conn.execute("DELETE FROM bulk_query_results")

@@ -17,6 +17,7 @@ from emulators.salesforce import (
     bulk,
     bulk2_ingest,
     bulk2_query,
+    bulk_query,
     metadata,
     oauth,
     rest,
@@ -83,4 +84,5 @@ def create_app(data_dir: Path) -> Flask:
     state.worker.start()
     bulk2_query.install(app, state)
     bulk2_ingest.install(app, state)
+    bulk_query.install(app, state)
     return app

@@ -1,5 +1,7 @@
 """Bulk API 1.0 (JSON) under `/services/async/NN.N/`: jobs, batches, results.
 
+Ingest jobs only; query jobs are answered by `bulk_query`, which sees every request first.
+
 Session in `X-SFDC-Session`; errors are HTTP 400 `{"exceptionCode", "exceptionMessage"}`.
 Batches are only queued here; `bulk_worker` processes them asynchronously.
 """
@@ -12,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from emulators.salesforce import bulk_query
 from emulators.salesforce.access import Refusal, admit
 from emulators.salesforce.bulk_jobs import ABORTED, CLOSED, COMPLETED, OPEN
 from emulators.salesforce.records import dumps
@@ -59,6 +62,12 @@ def _enter(endpoint: str | None, values: dict[str, Any] | None) -> None:
         raise BulkError("InvalidVersion", f"Invalid api version specified on URL: {version}")
     admit(request.headers.get("X-SFDC-Session"))
     request.environ["salesforce.api_version"] = float(bare)
+
+
+@blueprint.before_request
+def _query_jobs() -> Response | None:
+    """Query jobs (CSV results, XML batch infos) are `bulk_query`'s; ingest jobs stay here."""
+    return bulk_query.dispatch()
 
 
 def _json_body(code: str) -> Any:

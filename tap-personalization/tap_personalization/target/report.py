@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,6 +300,6 @@ def _counts(counter: Counter[str]) -> str:
 
 def _replace(path: Path, text: str) -> None:
     """Write beside the file, then rename over it: a reader sees the old or the new one."""
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     partial.write_text(text, encoding="utf-8")
     partial.replace(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,6 @@ def _sample_lines(objects: dict[str, ObjectStats]) -> list[str]:
 
 def _replace(path: Path, text: str) -> None:
     """Write beside the file, then rename over it: a reader sees the old or the new one."""
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     partial.write_text(text, encoding="utf-8")
     partial.replace(path)

@@ -15,7 +15,7 @@ from typing import Any, cast
 import click
 from crm_sync_mapping import MappingError, load_forward_mapping
 from crm_sync_mapping.singer_batch import BatchFileError, batch_record_messages
-from crm_sync_mapping.singer_input import TolerantReader, hold_invalid_record
+from crm_sync_mapping.singer_input import TolerantReader, TolerantTarget
 from singer_sdk import typing as th
 from singer_sdk.exceptions import InvalidInputLine, RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import PluginCapabilities
@@ -188,14 +188,13 @@ def load_mapping(path_setting: str) -> Any:
         ) from None
 
 
-class TargetSalesforceCRM(Target):
+class TargetSalesforceCRM(TolerantTarget, Target):
     """Singer target writing mapped streams to Salesforce CRM objects."""
 
     name = "target-salesforce-crm"
     capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = _config_schema()
     default_sink_class = MappedSink
-    message_reader_class = TolerantReader
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -288,22 +287,6 @@ class TargetSalesforceCRM(Target):
         except BaseException as exc:
             self.run.fail(exc)
             raise
-
-    def _process_record_message(self, message_dict: dict) -> None:
-        """A record the reader found unusable becomes a reject of its stream (see
-        `crm_sync_mapping.singer_input`); the others go the SDK's way."""
-        if not hold_invalid_record(self, message_dict):
-            super()._process_record_message(message_dict)
-
-    def _handle_termination(self, signum: int, frame: Any) -> None:
-        """SIGTERM or SIGINT (a cancelled `meltano run`, a CI timeout) ends the run failed.
-
-        singer-sdk would drain every sink (write more after being told to stop) and exit 0;
-        here the error path runs instead: open Bulk work is aborted, the report says
-        "failed", no STATE follows, and the exit code says which signal it was.
-        """
-        self.logger.warning("Received signal %d: stopping; this run is reported failed", signum)
-        raise SystemExit(128 + signum)
 
     def _process_batch_message(self, message_dict: dict) -> None:
         """Each line of each BATCH file is read as a RECORD line is and takes the RECORD path
