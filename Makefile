@@ -29,13 +29,15 @@ export PATH := $(BIN):$(PATH)
 
 PACKAGE_FILES := requirements-dev.txt $(wildcard */pyproject.toml)
 
-.PHONY: help install demo test lint bench salesforce-metadata sandbox-start sandbox-stop clean
+.PHONY: help install demo test lint bench dist hub salesforce-metadata sandbox-start sandbox-stop clean
 
 help:
 	@echo "make install - set up .venv and the Meltano plugins (both commands below do it too)"
 	@echo "make demo   - install, start the sandboxes, run both sync directions, print what changed"
 	@echo "make test   - install and run the whole test suite (unit, sandbox, integration, e2e)"
 	@echo "make bench  - benchmarks (BENCH_ARGS='--size 10k,100k'), results in bench/"
+	@echo "make dist   - wheels and sdists of every package into dist/ (DIST_DIR=...)"
+	@echo "make hub    - rewrite the Meltano Hub plugin definitions in hub/ from the plugins"
 	@echo "make salesforce-metadata - custom fields + least-privilege permission set, from the mappings"
 	@echo "make lint   - ruff"
 	@echo "make sandbox-start / sandbox-stop - the local API emulators, by hand"
@@ -67,6 +69,18 @@ test: .meltano/.installed
 bench: .meltano/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# Each wheel is built from its sdist (what an index would serve), so both are proven to build.
+# The connector wheels carry the mapping library (see docs/architecture.md, "Packaging").
+DIST_DIR ?= dist
+DIST_PACKAGES := transforms tap-personalization target-salesforce-crm sandbox
+dist: $(VENV)/.installed
+	mkdir -p $(DIST_DIR) && rm -f $(DIST_DIR)/*.whl $(DIST_DIR)/*.tar.gz
+	for package in $(DIST_PACKAGES); do $(BIN)/uv build --quiet --out-dir $(DIST_DIR) $$package; done
+	ls $(DIST_DIR)
+
+hub: $(VENV)/.installed
+	$(BIN)/python hub/generate.py
+
 salesforce-metadata: $(VENV)/.installed
 	$(BIN)/salesforce-crm-metadata --mapping transforms/personalization-to-crm.yml \
 		--reverse-mapping transforms/crm-to-personalization.yml --out salesforce-metadata
@@ -82,4 +96,4 @@ sandbox-stop: $(VENV)/.installed
 
 clean:
 	-$(BIN)/sandbox stop
-	rm -rf .meltano .sandbox output .cache $(VENV)
+	rm -rf .meltano .sandbox output .cache dist $(VENV)

@@ -17,6 +17,13 @@ DEFAULT_REQUEST_TIMEOUT = 120
 DEFAULT_MAX_RETRIES = 8
 
 
+# What `config_problems` requires: a host (base_url, or account [+ instance]) and the token.
+# meltano.yml and the Hub definitions in hub/ repeat them as settings_group_validation.
+SETTINGS_GROUPS = (
+    ("base_url", "dataset", "api_key_id", "api_key_secret"),
+    ("account", "dataset", "api_key_id", "api_key_secret"),
+)
+
 def config_problems(config: Mapping[str, Any]) -> list[str]:
     """Every setting problem at once, each naming its setting, so one fix-up round suffices."""
     problems: list[str] = []

@@ -12,6 +12,17 @@ DEFAULT_AUTH_URL = "https://login.salesforce.com"
 DEFAULT_API_VERSION = "59.0"
 DEFAULT_REQUEST_TIMEOUT = 120
 DEFAULT_MAX_RETRIES = 5
+# The complete authentication groups (`auth.py` picks the flow); meltano.yml and the Hub
+# definitions in hub/ repeat them as settings_group_validation, checked by a test. The
+# refresh token flow sends client_secret only when it is set.
+SETTINGS_GROUPS = (
+    ("client_id", "client_secret"),
+    ("client_id", "username", "private_key"),
+    ("client_id", "username", "private_key_path"),
+    ("client_id", "refresh_token"),
+    ("client_id", "client_secret", "username", "password"),
+    ("session_id", "instance_url"),
+)
 
 CONNECTION_SETTINGS = th.PropertiesList(
     th.Property(

@@ -90,3 +90,13 @@ def meltano(project_root: Path) -> Meltano:
         return result
 
     return run
+
+
+
+@pytest.fixture(scope="session")
+def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make dist` once per test session (each wheel from its sdist), into its own folder."""
+    folder = tmp_path_factory.mktemp("dist")
+    subprocess.run(["make", "--no-print-directory", "dist", f"DIST_DIR={folder}"], cwd=ROOT,
+                   check=True, capture_output=True, text=True, timeout=600)
+    return folder

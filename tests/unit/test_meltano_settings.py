@@ -6,14 +6,12 @@ to meltano.yml (or a secret not marked `sensitive`) would leak into logs or be u
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from support.plugins import about
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = {
@@ -33,10 +31,7 @@ SDK_BUILTINS = {
 
 
 def _about(executable: str) -> dict[str, Any]:
-    script = Path(sys.executable).parent / executable
-    answer = subprocess.run([str(script), "--about", "--format=json"], capture_output=True,
-                            text=True, check=True)
-    return json.loads(answer.stdout)
+    return about(executable)
 
 
 def _declared(name: str) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,9 @@ TestTargetSalesforceCRMStandard = standard_target_tests(
     TargetSalesforceCRM,
     {
         "mapping_file": str(REPO / "transforms" / "personalization-to-crm.yml"),
-        "output_dir": str(Path(tempfile.gettempdir()) / "target-salesforce-crm-standard-tests"),
+        # A folder of this process: test runs of other checkouts (and xdist workers) share
+        # /tmp, and two runs replacing one report.json race.
+        "output_dir": tempfile.mkdtemp(prefix="target-salesforce-crm-standard-tests-"),
         "auth_url": "https://127.0.0.1:9",
         "client_id": "standard-tests",
         "client_secret": "never-used",

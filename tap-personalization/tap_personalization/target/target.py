@@ -20,12 +20,15 @@ from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, ReverseMapping, load_reverse_mapping
+from crm_sync_mapping.singer_batch import BatchFileError, batch_record_messages
 from crm_sync_mapping.singer_input import TolerantReader, TolerantTarget
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
 from tap_personalization.errors import PersonalizationError, plain_errors
+from tap_personalization.mapping_init import COMMAND as MAPPING_COMMAND
 from tap_personalization.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
@@ -150,7 +153,10 @@ def load_mapping(config: dict[str, Any]) -> tuple[ReverseMapping | None, list[st
     path = Path(str(config.get("mapping_file") or DEFAULT_MAPPING_FILE))
     if not path.is_file():
         return None, [f"Setting mapping_file: {path} does not exist (working directory "
-                      f"{Path.cwd()}); point it at the crm-to-personalization mapping."]
+                      f"{Path.cwd()}); write the example mappings with `{MAPPING_COMMAND} "
+                      "init transforms` (in Meltano: `meltano invoke "
+                      "target-personalization:init-mapping`) or point it at your "
+                      "crm-to-personalization mapping."]
     try:
         mapping = load_reverse_mapping(path)
     except MappingError as exc:
@@ -190,6 +196,7 @@ class TargetPersonalization(TolerantTarget, Target):
 
     name = "target-personalization"
     package_name = "tap-personalization"  # the distribution that ships both plugins
+    capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = MappedSink
 
@@ -241,6 +248,17 @@ class TargetPersonalization(TolerantTarget, Target):
         except BaseException as exc:
             self.run.fail(exc)
             raise
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Each line of each BATCH file is read as a RECORD line is and takes the RECORD path
+        (`crm_sync_mapping.singer_batch`); a file that cannot be read fails the run."""
+        reader = cast(TolerantReader, self.message_reader)
+        try:
+            for record_message in batch_record_messages(message_dict, self.config,
+                                                        reader.on_unreadable):
+                self._process_record_message(record_message)
+        except BatchFileError as exc:
+            raise PersonalizationError(str(exc)) from None
 
     def _write_state_message(self, state: dict) -> None:
         """STATE only after every earlier record has its outcome and its file is delivered.

@@ -25,6 +25,7 @@ from singer_sdk.singerlib import Message, RecordMessage
 
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.errors import ApiError, SalesforceError
+from target_salesforce_crm.mapping_init import COMMAND as MAPPING_COMMAND
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.tap.schema import (
     FieldAccessError,
@@ -91,6 +92,7 @@ class TapSalesforceCRM(Tap):
     """Reads Contacts, Leads, Accounts and Campaign Members by `SystemModstamp` bookmark."""
 
     name = "tap-salesforce-crm"
+    package_name = "target-salesforce-crm"  # the distribution that ships both plugins
     #: Several times faster than the default writer, which took most of this tap's time.
     message_writer_class = RecordWriter
 
@@ -156,7 +158,9 @@ class TapSalesforceCRM(Tap):
         if not mapping_path.is_file():
             raise ConfigValidationError(
                 f"mapping_file: {mapping_path} does not exist (working directory "
-                f"{Path.cwd()}); set mapping_file to the crm-to-personalization mapping."
+                f"{Path.cwd()}); write the example mappings with `{MAPPING_COMMAND} init "
+                f"transforms` (in Meltano: `meltano invoke tap-salesforce-crm:init-mapping`) "
+                f"or set mapping_file to your crm-to-personalization mapping."
             )
         mapping = load_reverse_mapping(mapping_path)
         origin = f"mapping file {mapping_path}"

@@ -14,13 +14,16 @@ from typing import Any, cast
 
 import click
 from crm_sync_mapping import MappingError, load_forward_mapping
+from crm_sync_mapping.singer_batch import BatchFileError, batch_record_messages
 from crm_sync_mapping.singer_input import TolerantReader, TolerantTarget
 from singer_sdk import typing as th
 from singer_sdk.exceptions import InvalidInputLine, RecordsWithoutSchemaException
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.auth import check_credential_urls
 from target_salesforce_crm.errors import SalesforceError, one_line
+from target_salesforce_crm.mapping_init import COMMAND as MAPPING_COMMAND
 from target_salesforce_crm.settings import CONNECTION_SETTINGS
 from target_salesforce_crm.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStoreError
 from target_salesforce_crm.target.journal import JournalError
@@ -156,6 +159,7 @@ class TargetConfigError(Exception):
 FATAL_ERRORS = (
     SalesforceError, PreflightError, ApiBudgetError, TargetConfigError, RejectThresholdError,
     FingerprintStoreError, JournalError, RecordsWithoutSchemaException, InvalidInputLine,
+    BatchFileError,
 )
 
 
@@ -170,8 +174,10 @@ def load_mapping(path_setting: str) -> Any:
     path = Path(path_setting)
     if not path.is_file():
         raise TargetConfigError(
-            f"mapping_file: {path} does not exist; set mapping_file to the forward mapping "
-            f"(e.g. {DEFAULT_MAPPING_FILE})"
+            f"mapping_file: {path} does not exist (working directory {Path.cwd()}); write "
+            f"the example mappings with `{MAPPING_COMMAND} init transforms` (in Meltano: "
+            "`meltano invoke target-salesforce-crm:init-mapping`) or set mapping_file to "
+            "your forward mapping"
         )
     try:
         return load_forward_mapping(path)
@@ -186,6 +192,7 @@ class TargetSalesforceCRM(TolerantTarget, Target):
     """Singer target writing mapped streams to Salesforce CRM objects."""
 
     name = "target-salesforce-crm"
+    capabilities = [*Target.capabilities, PluginCapabilities.BATCH]
     config_jsonschema = _config_schema()
     default_sink_class = MappedSink
 
@@ -280,6 +287,14 @@ class TargetSalesforceCRM(TolerantTarget, Target):
         except BaseException as exc:
             self.run.fail(exc)
             raise
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Each line of each BATCH file is read as a RECORD line is and takes the RECORD path
+        (`crm_sync_mapping.singer_batch`); a file that cannot be read fails the run."""
+        reader = cast(TolerantReader, self.message_reader)
+        for record_message in batch_record_messages(message_dict, self.config,
+                                                    reader.on_unreadable):
+            self._process_record_message(record_message)
 
     def _write_state_message(self, state: dict) -> None:
         """A STATE promises an outcome for every record before it: settle first.
