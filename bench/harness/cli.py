@@ -140,7 +140,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     stream = None
     with running(data_dir, seeded.folder) as servers:
-        if {"target", "bulk_api"} & set(args.paths):
+        # reverse: the forward sync of its echo check reads the users stream too
+        if {"target", "bulk_api", "reverse"} & set(args.paths):
             stream = dataset.users_stream(args.work_dir, seeded, servers["personalization"],
                                           scratch)
         ctx = Context(seeded, data_dir, scratch, servers, stream, repeat)

@@ -82,6 +82,7 @@ def per_size(size: int, paths: dict[str, Any]) -> list[dict[str, Any]]:
             "tap-salesforce-crm API calls = minimum",
             f"{calls['actual_total']} vs {calls['minimum_total']}", calls["at_minimum"],
             _excess(calls)))
+        goals += _echo_goals(reverse.get("echo"))
     if bulk_api := _ok(paths, "bulk_api"):
         goals.append(_goal(
             "target-salesforce-crm Bulk 2.0 writes what Bulk 1.0 writes",
@@ -95,6 +96,27 @@ def per_size(size: int, paths: dict[str, Any]) -> list[dict[str, Any]]:
                            peak < RSS_BUDGET_MB,
                            "" if binding else "the budget is set for 1M records"))
     return goals
+
+
+def _echo_goals(echo: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Two-way sync without echoes: nothing re-sent after a forward sync, exactly the changes."""
+    if not echo:
+        return []
+    after, feed, events = echo["after_forward"], echo["changed_feed"], echo["changed_events"]
+    written = echo["forward_sync"]["contacts_written"]
+    changed = echo["changed_per_step"]
+    return [
+        _goal("target-personalization after a forward sync: 0 feed rows, 0 events",
+              f"{after['feed_rows']} rows, {after['events']} events",
+              echo["met"]["after_forward_nothing_sent"],
+              f"forward sync wrote {written:,} contacts; {after['unchanged_records']:,} "
+              "records unchanged"),
+        _goal("target-personalization sends exactly the changed records",
+              f"{feed['feed_rows']} rows / {events['events']} events for {changed} + "
+              f"{changed} changed contacts",
+              echo["met"]["changed_feed_exact"] and echo["met"]["changed_events_exact"],
+              "feed run, then event_api run"),
+    ]
 
 
 def _series(results: dict[int, dict[str, Any]], path: str,

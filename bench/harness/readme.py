@@ -1,5 +1,5 @@
-"""Regenerate the results part of bench/README.md: the newest JSON of each size in full,
-the headline numbers of every older one.
+"""Regenerate the results part of bench/README.md: the newest result of each path and size
+in full, the headline numbers of every results file.
 
 Only the block between the two markers is rewritten, so the hand-written parts (how to run,
 what the columns mean, findings) stay as they are.
@@ -224,6 +224,31 @@ def _reverse_section(results: dict[int, dict[str, Any]]) -> list[str]:
                    "SF calls / minimum"], rows)
 
 
+def _echo_section(results: dict[int, dict[str, Any]]) -> list[str]:
+    rows = []
+    for size, result in results.items():
+        section = _ok(result, "reverse")
+        if not (section and (echo := section.get("echo"))):
+            continue
+        base, after = echo["baseline"], echo["after_forward"]
+        feed, events = echo["changed_feed"], echo["changed_events"]
+        queries = sum(count for kind, count in after["salesforce_calls"].items()
+                      if kind.endswith("query"))
+        rows.append([
+            _fmt(size), _fmt(echo["forward_sync"]["contacts_written"]),
+            f"{_fmt(base['feed_rows'])} / {_fmt(base['events'])}",
+            f"**{_fmt(after['feed_rows'])} / {_fmt(after['events'])}**",
+            _fmt(after["unchanged_records"]),
+            f"{echo['changed_per_step']} → {_fmt(feed['feed_rows'])} rows",
+            f"{echo['changed_per_step']} → {_fmt(events['events'])} events",
+            _fmt(queries), f"{_fmt(base['target_cpu_s'], 1)} / {_fmt(after['target_cpu_s'], 1)}",
+        ])
+    return _table(["users", "contacts the forward sync wrote", "first reverse run: rows / events",
+                   "next reverse run: rows / events", "unchanged", "changed (feed)",
+                   "changed (event_api)", "SF query calls per run", "target CPU s first / next"],
+                  rows) if rows else ["No echo measurement yet: run the reverse path."]
+
+
 def _history_section(files: list[dict[str, Any]]) -> list[str]:
     """The headline numbers of every kept result file: what each change of the code did.
 
@@ -323,6 +348,7 @@ def render(files: list[dict[str, Any]]) -> str:
         ("Tap path: tap-personalization against a bare HTTP loop", _tap_section),
         ("Reverse path: tap-salesforce-crm | target-personalization (ETL feed)",
          _reverse_section),
+        ("Reverse path after a forward sync (change detection: no echoes)", _echo_section),
         ("Growth", _growth_section),
         ("Hot paths (py-spy, `--profile`; each plugin at the largest size profiled)",
          _profile_section),

@@ -5,6 +5,8 @@ files land in the Personalization sandbox's inbound folder; after the clock stop
 harness has the sandbox process what is left and reads the per-file results, so the
 report shows rows applied, not just files written. The tap's record count is the sum of
 singer-sdk's `record_count` metrics in its log, checked against the sandbox's row counts.
+Every measured run starts from an empty fingerprint file, so each is a true first reverse
+sync; what change detection saves on the runs after one is measured by `echo`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness import minimum, plugins, procs, profiling
+from harness import echo, minimum, plugins, procs, profiling
 from harness.context import Context
 from harness.stats import median_of, median_usage, rate
 
@@ -42,14 +44,15 @@ def _feed_results(ctx: Context, seen: int) -> list[dict[str, Any]]:
     return pzn.admin("GET", "feeds")["feeds"][seen:]
 
 
-def _one_run(ctx: Context, index: int, configs: tuple[Path, Path]) -> dict[str, Any]:
+def one_run(ctx: Context, label: str, configs: tuple[Path, Path]) -> dict[str, Any]:
+    """The pipeline once; Personalization's calls, the feed files it got and their results."""
     sf, pzn = ctx.salesforce, ctx.personalization
     seen = len(pzn.admin("GET", "feeds")["feeds"])
     sf.clear_ledger()
     pzn.clear_ledger()
     sf_cpu, pzn_cpu = sf.cpu_seconds(), pzn.cpu_seconds()
-    logs = (ctx.scratch / f"tap-salesforce-crm-{index}.log",
-            ctx.scratch / f"target-personalization-{index}.log")
+    logs = (ctx.scratch / f"tap-salesforce-crm-{label}.log",
+            ctx.scratch / f"target-personalization-{label}.log")
     tap, target = procs.pipeline(*_commands(configs), logs=logs)
     sandbox_cpu = round(sf.cpu_seconds() - sf_cpu + pzn.cpu_seconds() - pzn_cpu, 3)
     sf_ledger = sf.ledger()
@@ -69,19 +72,27 @@ def _one_run(ctx: Context, index: int, configs: tuple[Path, Path]) -> dict[str, 
     }
 
 
-def _configs(ctx: Context) -> tuple[Path, Path]:
+def configs(ctx: Context, fingerprint_db: Path, label: str = "",
+            **target: Any) -> tuple[Path, Path]:
+    """Tap and target configs; the target's report goes to its own folder per `label`."""
     sf, pzn = ctx.salesforce, ctx.personalization
-    output = ctx.scratch / "target-personalization-out"
+    output = ctx.scratch / f"target-personalization-out{label}"
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir()
+    config = plugins.target_personalization_config(
+        pzn.url, pzn.ca_bundle, ctx.data_dir / "personalization" / "inbound", output)
     return (
         plugins.write_config(ctx.scratch / "tap-salesforce-crm.json",
                              plugins.tap_salesforce_config(sf.url, sf.ca_bundle)),
-        plugins.write_config(ctx.scratch / "target-personalization.json",
-                             plugins.target_personalization_config(
-                                 pzn.url, pzn.ca_bundle,
-                                 ctx.data_dir / "personalization" / "inbound", output)),
+        plugins.write_config(ctx.scratch / f"target-personalization{label}.json",
+                             {**config, "fingerprint_db": str(fingerprint_db), **target}),
     )
+
+
+def fresh(path: Path) -> Path:
+    """An empty fingerprint file: the run sends everything, as a first sync does."""
+    path.unlink(missing_ok=True)
+    return path
 
 
 def _commands(configs: tuple[Path, Path]) -> tuple[list[str], list[str]]:
@@ -90,8 +101,8 @@ def _commands(configs: tuple[Path, Path]) -> tuple[list[str], list[str]]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    configs = _configs(ctx)
-    runs = [_one_run(ctx, index, configs) for index in range(ctx.repeat)]
+    runs = [one_run(ctx, str(index), configs(ctx, fresh(ctx.scratch / "fingerprints.sqlite")))
+            for index in range(ctx.repeat)]
     calls = runs[0]["calls"]
     for run_result in runs:
         del run_result["calls"]
@@ -125,12 +136,14 @@ def run(ctx: Context) -> dict[str, Any]:
             "personalization": first["personalization_calls"],
         },
         "runs": runs,
+        "echo": echo.run(ctx, lambda label, db, **target: one_run(
+            ctx, label, configs(ctx, db, f"-{label}", **target))),
     }
 
 
 def profile(ctx: Context) -> dict[str, Any]:
     """The pipeline once, both ends under py-spy."""
-    tap, target = _commands(_configs(ctx))
+    tap, target = _commands(configs(ctx, fresh(ctx.scratch / "fingerprints.sqlite")))
     raws = (ctx.scratch / "profile-tap-salesforce-crm.txt",
             ctx.scratch / "profile-target-personalization.txt")
     procs.profiled([tap, target], samples=raws, sampler=profiling.sampler,

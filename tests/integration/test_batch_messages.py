@@ -98,7 +98,10 @@ def test_target_personalization_batch_files_give_the_record_outcomes(
                                           "attributes": {}}])
         messages = tap_messages(tmp_path, "contacts", schema, contacts, key="Id", batch=batch)
         assert ("BATCH" if batch else "RECORD") in kinds(messages)
-        config = pzn.config_for(box, tmp_path / str(batch), delivery="event_api")
+        # Each run its own fingerprints: the sandbox is reset in between, which the
+        # change detection of one deployment would not see (it would skip Ada's values).
+        config = pzn.config_for(box, tmp_path / str(batch), delivery="event_api",
+                                fingerprint_db=str(tmp_path / f"fingerprints-{batch}.sqlite"))
         pzn.run_target(config, messages)
         attributes = box.admin("GET", "users", params={"id": "u-000001"})[0]["attributes"]
         assert attributes["crmTitle"] == "CTO"

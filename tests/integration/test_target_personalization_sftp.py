@@ -113,6 +113,7 @@ def config_for(sandbox: Any, server: SftpServer, tmp_path: Path, **overrides: An
         "sftp_host": "127.0.0.1", "sftp_port": server.port, "sftp_username": USERNAME,
         "sftp_password": PASSWORD, "sftp_known_hosts": str(server.known_hosts),
         "sftp_path": "/inbound", "output_dir": str(tmp_path / "out"), "max_retries": 2,
+        "fingerprint_db": str(tmp_path / "fingerprints.sqlite"),
     }
     config.update(overrides)
     return config
@@ -180,6 +181,15 @@ def test_password_login_and_known_hosts(sandbox: Any, sftp_server: SftpServer,
     leftovers = [p.name for p in (Path(sandbox.data_dir) / "personalization" / "inbound")
                  .iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+    # The same records again: the files were seen in /processed over SFTP, nothing is sent.
+    sftp_server.renames.clear()
+    again = config_for(sandbox, sftp_server, tmp_path, output_dir=str(tmp_path / "again"))
+    run_target(again)
+    summary = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert (summary["sftp_uploads"], summary["files"], sftp_server.renames) == (0, [], [])
+    assert summary["earlier_feed_files"] == {"processed": 3}
+    assert summary["unchanged_records"] == 3
 
 
 def test_key_login_and_pinned_fingerprint_with_gzip(sandbox: Any, sftp_server: SftpServer,

@@ -38,6 +38,9 @@ def test_files_are_processed_in_timestamp_order_whatever_the_name(tmp_path: Path
                                               "processed"]
     assert json.loads(inbound.store.user("u-000001")["attributes"])["plan"][0] == "bronze"
     assert inbound.pending() == []
-    assert sorted(p.name for p in inbound.processed.iterdir()) == sorted(
-        [*expected, *(f"{name}.result.json" for name in expected)])
+    outcomes = dict(zip(expected, (r["status"] for r in results), strict=True))
+    for folder, status in ((inbound.processed, "processed"), (inbound.failed, "failed")):
+        names = [name for name, outcome in outcomes.items() if outcome == status]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [*names, *(f"{name}.result.json" for name in names)])
     assert inbound.ledger.summary() == {"total": 5, "by_kind": {"feed_file": 5}}

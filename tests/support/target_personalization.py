@@ -21,12 +21,16 @@ def inbound_of(sandbox: Any) -> Path:
 
 
 def config_for(sandbox: Any, output_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """The default reverse mapping, feed files into the sandbox, every reject allowed."""
+    """The default reverse mapping, feed files into the sandbox, every reject allowed.
+
+    Fingerprints live next to `output_dir`: runs of one test share them, tests do not.
+    """
     config = {
         "base_url": sandbox.url, "dataset": defaults.PZN_DATASET,
         "api_key_id": defaults.PZN_API_KEY_ID, "api_key_secret": defaults.PZN_API_KEY_SECRET,
         "ca_bundle": sandbox.ca_bundle, "mapping_file": str(MAPPING),
         "feed_dir": str(inbound_of(sandbox)), "output_dir": str(output_dir),
+        "fingerprint_db": str(Path(output_dir).parent / "fingerprints.sqlite"),
         "fail_on_rejects": 100,
     }
     config.update(overrides)

@@ -111,6 +111,25 @@ def test_reverse_path_applied_feed_rows(results: tuple[dict[str, Any], Path]) ->
     assert reverse["api_calls"]["salesforce"]["actual"]["oauth"] == 1
 
 
+def test_reverse_path_sends_no_echo_after_a_forward_sync(
+        results: tuple[dict[str, Any], Path]) -> None:
+    echo = results[0]["paths"]["reverse"]["echo"]
+    assert echo["forward_sync"]["contacts_written"] > 0
+    assert echo["baseline"]["feed_rows"] > 0
+    after = echo["after_forward"]
+    assert (after["feed_rows"], after["events"]) == (0, 0)
+    assert after["unchanged_records"] == echo["baseline"]["feed_rows"]
+    assert after["tap_records"] == echo["baseline"]["tap_records"]  # everything read again
+    changed = echo["changed_per_step"]
+    assert (echo["changed_feed"]["feed_rows_by_feed"], echo["changed_feed"]["events"]) == (
+        {"user": changed}, 0)
+    assert (echo["changed_events"]["feed_rows"], echo["changed_events"]["events"]) == (
+        0, changed)
+    goals = {goal["goal"]: goal["met"] for goal in results[0]["goals"]}
+    assert goals["target-personalization after a forward sync: 0 feed rows, 0 events"] is True
+    assert goals["target-personalization sends exactly the changed records"] is True
+
+
 def test_readme_block_lists_the_run(results: tuple[dict[str, Any], Path]) -> None:
     text = (results[1] / "README.md").read_text()
     assert "<!-- results:start" in text
@@ -146,6 +165,24 @@ def test_history_keeps_every_results_file_and_details_only_the_newest(
     details = text.split("### History", 1)[0]
     assert "0.12x" not in details  # the detailed tables show the newest file only
     assert f"`results/2999-01-01-{USERS}.json`" in details
+
+
+def test_a_run_of_one_path_keeps_the_other_paths_newest_results(
+        results: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    data, _ = results
+    older = json.loads(json.dumps(data))
+    older["paths"]["target"]["ratios"]["vs_target_csv_net"] = 0.123
+    reverse_only = {**json.loads(json.dumps(data)), "paths": {"reverse": data["paths"]["reverse"]}}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / f"2000-01-01-{USERS}.json").write_text(json.dumps(older))
+    (tmp_path / "results" / f"2999-01-01-{USERS}.json").write_text(json.dumps(reverse_only))
+
+    readme.write(tmp_path / "README.md", tmp_path / "results")
+
+    details = (tmp_path / "README.md").read_text().split("### History", 1)[0]
+    assert "**0.12x**" in details  # the target path's newest result is the older file's
+    assert f"`results/2000-01-01-{USERS}.json`, `results/2999-01-01-{USERS}.json`" in details
+    assert "target-salesforce-crm >= 0.5x target-csv throughput | 0.123 |" in details
 
 
 def test_bad_size_is_a_one_line_error(tmp_path: Path) -> None:

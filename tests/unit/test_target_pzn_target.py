@@ -174,6 +174,7 @@ def make_config(tmp_path: Path, inbound: Path, **overrides: Any) -> dict[str, An
         "api_key_id": "key-id", "api_key_secret": SECRET,
         "mapping_file": str(ROOT / "transforms" / "crm-to-personalization.yml"),
         "feed_dir": str(inbound), "output_dir": str(tmp_path / "out"),
+        "fingerprint_db": str(tmp_path / "fingerprints.sqlite"),
         "page_size": 2, "max_retries": 3, "fail_on_rejects": 10,
     }
     config.update(overrides)
@@ -268,7 +269,7 @@ def test_feed_run_writes_users_accounts_and_segment_deltas(
     assert report["status"] == "succeeded"
     assert report["objects"]["Contact"] == {
         "target": "user", "stream": "contacts", "received": 5, "written": 2, "segment_adds": 0,
-        "segment_removes": 0,
+        "segment_removes": 0, "unchanged": 0,
         "skipped": {"deleted": 1}, "unmatched": {"unknown_identity": 1},
         "rejected": {"value_too_long": 1}, "clears_not_applied": 0}
     assert report["objects"]["Account"]["unmatched"] == {"unknown_identity": 1}

@@ -8,8 +8,12 @@ by the background thread (every second) and `POST /__admin/process-inbound`.
 
 Choices where the docs are silent: a zip must hold exactly one `.csv` member; a name with
 an impossible date or a feed type other than user, account and segment-delta fails with
-that reason. Every processed file moves to `processed/` next to `<name>.result.json`; the
-result is also kept for `GET /__admin/feeds` and counted in the ledger as `feed_file`.
+that reason. As documented ("Processing Outcome Status for ETL Jobs"), a file that completes
+moves to the `processed` folder and one that errors to the `failed` folder (both next to
+`inbound`), so a writer can tell over SFTP which of its files were taken. Next to each
+file lies `<name>.result.json` (a sandbox addition: the real product shows it in the Feeds
+Dashboard); the result is also kept for `GET /__admin/feeds` and counted in the ledger as
+`feed_file`.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class Inbound:
     def __init__(self, folder: Path, store: PersonalizationStore, ledger: Ledger) -> None:
         self.inbound = folder / "inbound"
         self.processed = folder / "processed"
+        self.failed = folder / "failed"
         self.store = store
         self.ledger = ledger
         self.lock = threading.Lock()
@@ -78,8 +83,8 @@ class Inbound:
         self._ensure_folders()
 
     def _ensure_folders(self) -> None:
-        self.inbound.mkdir(parents=True, exist_ok=True)
-        self.processed.mkdir(parents=True, exist_ok=True)
+        for folder in (self.inbound, self.processed, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def pending(self) -> list[str]:
         """Names ready to process, oldest timestamp first."""
@@ -135,11 +140,12 @@ class Inbound:
 
     def _file_away(self, source: Path, result: dict[str, Any]) -> None:
         name = result["file"]
-        os.replace(source, self.processed / name)
+        folder = self.processed if result["status"] == "processed" else self.failed
         body = json.dumps(result, ensure_ascii=False, indent=2)
-        temporary = self.processed / f".{name}.result.json.tmp"
+        temporary = folder / f".{name}.result.json.tmp"
         temporary.write_text(body, encoding="utf-8")
-        os.replace(temporary, self.processed / f"{name}.result.json")
+        os.replace(temporary, folder / f"{name}.result.json")
+        os.replace(source, folder / name)  # last: the file's place is its outcome
         with self.store.write() as conn:
             conn.execute("INSERT INTO feed_results(file, result) VALUES (?, ?)",
                          (name, json.dumps(result, ensure_ascii=False)))
@@ -157,8 +163,9 @@ class Inbound:
         return [json.loads(row[0]) for row in rows]
 
     def clear_folders(self) -> None:
-        """Delete every file in inbound/ and processed/ (the caller holds the lock)."""
-        for folder in (self.inbound, self.processed):
+        """Delete every file in inbound/, processed/ and failed/ (the caller holds the lock)."""
+        self._ensure_folders()
+        for folder in (self.inbound, self.processed, self.failed):
             for entry in os.scandir(folder):
                 if entry.is_file():
                     os.unlink(entry.path)

@@ -6,6 +6,12 @@ there (a name taken by another run gets the next second's stamp). SFTP checks th
 host key every time, against a known_hosts file or a SHA-256 fingerprint; there is no way to
 turn that off. Connection failures are retried with the client's backoff (with jitter);
 refused logins and untrusted host keys end the run with what to change.
+
+Where a delivered file went afterwards is documented ("Processing Outcome Status for ETL
+Jobs"): a completed job moves its file to the `processed` folder, a failed one to the
+`failed` folder; both lie next to the inbound folder (`/{dataset}/processed`). `outcomes`
+looks there, so change detection counts a file's values as delivered only once it was
+processed.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ CONNECT_TIMEOUT_SECONDS = 30
 MAX_NAME_ATTEMPTS = 120
 # `--test` proves feed_dir takes a file with one of these, removed at once.
 PROBE_PREFIX = ".target-personalization-probe-"
+PROCESSED_FOLDER, FAILED_FOLDER = "processed", "failed"
 
 
 class DeliveryError(PersonalizationError):
@@ -55,6 +62,9 @@ class Destination(Protocol):
 
     def check(self) -> None:
         """Prove the destination takes files, leaving none there (DeliveryError)."""
+
+    def outcomes(self, names: list[str]) -> dict[str, str]:
+        """Where delivered files are now: processed, failed, waiting (inbound) or missing."""
 
     def close(self) -> None:
         """Remove anything temporary."""
@@ -110,6 +120,16 @@ class LocalFolder:
             return name
         raise DeliveryError(f"No free feed file name in feed_dir {self.folder} after "
                             f"{MAX_NAME_ATTEMPTS} tries; is another writer flooding it?")
+
+    def outcomes(self, names: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name in names:
+            found[name] = next(
+                (where for where, folder in (
+                    (PROCESSED_FOLDER, self.folder.parent / PROCESSED_FOLDER),
+                    (FAILED_FOLDER, self.folder.parent / FAILED_FOLDER), ("waiting", self.folder))
+                 if (folder / name).is_file()), "missing")
+        return found
 
     def close(self) -> None:
         """Nothing to clean: temporary files are renamed or removed by the run."""
@@ -228,6 +248,34 @@ class SftpFolder:
         if config.get("sftp_password"):
             options["password"] = str(config["sftp_password"])
         return options
+
+    def outcomes(self, names: list[str]) -> dict[str, str]:
+        """One login, a stat per file and folder (retried like a delivery)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return asyncio.run(self._look_for(names))
+            except (asyncssh.PermissionDenied, asyncssh.HostKeyNotVerifiable,
+                    asyncssh.KeyImportError) as exc:
+                raise DeliveryError(self._fatal_message(exc)) from exc
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                self._pause(attempt, exc)
+
+    async def _look_for(self, names: list[str]) -> dict[str, str]:
+        parent = posixpath.dirname(self.path.rstrip("/")) or "/"
+        places = ((PROCESSED_FOLDER, posixpath.join(parent, PROCESSED_FOLDER)),
+                  (FAILED_FOLDER, posixpath.join(parent, FAILED_FOLDER)), ("waiting", self.path))
+        found: dict[str, str] = {}
+        async with asyncssh.connect(self.host, **self._connect_options()) as connection, \
+                connection.start_sftp_client() as sftp:
+            for name in names:
+                found[name] = "missing"
+                for where, folder in places:
+                    if await sftp.isfile(posixpath.join(folder, name)):
+                        found[name] = where
+                        break
+        return found
 
     def deliver(self, files: list[SealedFile]) -> list[str]:
         remaining = list(files)

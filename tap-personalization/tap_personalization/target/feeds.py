@@ -50,6 +50,14 @@ class SealedFile:
         return ".csv.gz" if self.compressed else ".csv"
 
 
+@dataclass(frozen=True)
+class WrittenRow:
+    """Where one row went: the part file (its temporary path) and the attributes it got."""
+
+    part: str
+    attributes: tuple[str, ...]
+
+
 class FeedNamer:
     """Final names in strictly increasing seconds, so files are processed in delivery order.
 
@@ -160,20 +168,24 @@ class FeedWriter:
             for group in self.groups
         ]
 
-    def write(self, keys: Sequence[str], values: Mapping[str, Any]) -> bool:
-        """Write one row to every part where it has a value; False if it had none at all.
+    def write(self, keys: Sequence[str], values: Mapping[str, Any]) -> list[WrittenRow]:
+        """Write one row to every part where it has a value; empty if it had none at all.
 
         A value of None (clear) is left blank: feeds cannot clear (see the module docstring).
-        A feed without attribute columns (segment delta) always gets the row.
+        A feed without attribute columns (segment delta) always gets the row. The answer
+        names each file the row went to, so its values can be confirmed with that file.
         """
-        written = False
+        written: list[WrittenRow] = []
         for part, group in zip(self._parts, self.groups, strict=True):
             cells = [value_text(values[name]) if values.get(name) is not None else ""
                      for name in group]
             if group and not any(cells):
                 continue
             part.write([*keys, *cells])
-            written = True
+            assert part.path is not None  # opened by its first row
+            written.append(WrittenRow(str(part.path),
+                                      tuple(name for name, cell in zip(group, cells,
+                                                                       strict=True) if cell)))
         return written
 
     @property

@@ -1,12 +1,12 @@
 """The run summary and the rejects file: where every input record ended up.
 
-Per mapped object the counts must add up (`received` = written + segment changes + skipped +
-unmatched + rejected): that is the nothing-lost invariant, checked before the summary is
-written. The summary goes to one structured log line, `report.json`, `report.md` and, in CI,
-`$GITHUB_STEP_SUMMARY`. Records that could not be applied go to `rejects.jsonl`, one JSON
-line each (`outcome` unmatched or rejected, a stable `reason` code and a message), streamed
-to disk so a run of millions stays flat in memory. A successful run's log lines avoid the
-words Meltano's `config test` treats as failure.
+Per mapped object the counts must add up (`received` = written + segment changes +
+unchanged + skipped + unmatched + rejected): that is the nothing-lost invariant, checked
+before the summary is written. The summary goes to one structured log line, `report.json`,
+`report.md` and, in CI, `$GITHUB_STEP_SUMMARY`. Records that could not be applied go to
+`rejects.jsonl`, one JSON line each (`outcome` unmatched or rejected, a stable `reason` code
+and a message), streamed to disk so a run of millions stays flat in memory. A successful
+run's log lines avoid the words Meltano's `config test` treats as failure.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ObjectStats:
     written: int = 0
     segment_adds: int = 0
     segment_removes: int = 0
+    #: Found, but every value was already delivered: no feed row, no event.
+    unchanged: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     unmatched: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -54,7 +56,7 @@ class ObjectStats:
 
     @property
     def accounted(self) -> int:
-        return (self.written + self.segment_adds + self.segment_removes
+        return (self.written + self.segment_adds + self.segment_removes + self.unchanged
                 + sum(self.skipped.values()) + sum(self.unmatched.values())
                 + sum(self.rejected.values()))
 
@@ -70,6 +72,7 @@ class ObjectStats:
             "written": self.written,
             "segment_adds": self.segment_adds,
             "segment_removes": self.segment_removes,
+            "unchanged": self.unchanged,
             "skipped": dict(sorted(self.skipped.items())),
             "unmatched": dict(sorted(self.unmatched.items())),
             "rejected": dict(sorted(self.rejected.items())),
@@ -157,6 +160,9 @@ class RunReport:
     failure: str | None = None
     planned_files: list[PlannedFile] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    full_refresh: bool = False
+    #: Feed files of earlier runs by where this run found them (processed, failed, ...).
+    earlier_files: Counter[str] = field(default_factory=Counter)
     # Input lines that were not Singer messages (each one a reject line).
     unreadable_lines: int = 0
 
@@ -205,6 +211,9 @@ class RunReport:
             "ignored_records": sum(s.records for s in self.streams.values() if s.ignored),
             "unreadable_lines": self.unreadable_lines,
             "rejected_records": self.rejected_total,
+            "unchanged_records": sum(o.unchanged for o in self.objects.values()),
+            "full_refresh": self.full_refresh,
+            "earlier_feed_files": dict(sorted(self.earlier_files.items())),
             "unmatched_records": sum(sum(o.unmatched.values()) for o in self.objects.values()),
             "streams": {name: {"records": s.records, "ignored": s.ignored}
                         for name, s in sorted(self.streams.items())},
@@ -235,20 +244,26 @@ class RunReport:
             + f"); {data['elapsed_seconds']:.1f} s.",
             "",
             f"| object | stream | target | received | {written} | segment adds "
-            "| segment removes | skipped | unmatched | rejected |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| segment removes | unchanged | skipped | unmatched | rejected |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, stats in self.objects.items():
             lines.append(
                 f"| {name} | {stats.stream} | {stats.target} | {stats.received} "
                 f"| {stats.written} "
-                f"| {stats.segment_adds} | {stats.segment_removes} "
+                f"| {stats.segment_adds} | {stats.segment_removes} | {stats.unchanged} "
                 f"| {_counts(stats.skipped)} | {_counts(stats.unmatched)} "
                 f"| {_counts(stats.rejected)} |")
         calls = ", ".join(f"{kind} {n}" for kind, n in data["api_calls"].items()) or "none"
         lines += ["", f"API calls: {data['api_calls_total']} ({calls})."]
         if self.sftp_uploads:
             lines.append(f"SFTP uploads: {self.sftp_uploads}.")
+        if self.full_refresh:
+            lines.append("Full refresh: every value was sent, unchanged or not.")
+        if self.earlier_files:
+            lines.append("Feed files of earlier runs: " + ", ".join(
+                f"{n} {where}" for where, n in sorted(self.earlier_files.items()))
+                + " (values count as delivered once their file is processed).")
         if self.files:
             lines += ["", "Feed files: " + ", ".join(f"`{name}`" for name in self.files) + "."]
         not_cleared = sum(o.clears_not_applied for o in self.objects.values())

@@ -55,6 +55,7 @@ from tap_personalization.target.changes import (
 )
 from tap_personalization.target.delivery import Destination, destination_for
 from tap_personalization.target.feeds import FeedWriter, SealedFile
+from tap_personalization.target.fingerprints import DEFAULT_FINGERPRINT_DB, FingerprintStore
 from tap_personalization.target.identity import IdentityIndex, export_rows
 from tap_personalization.target.report import (
     PlannedFile,
@@ -63,6 +64,7 @@ from tap_personalization.target.report import (
     RunReport,
     reject_allowance,
 )
+from tap_personalization.target.unchanged import MISSING, UnchangedFilter
 from tap_personalization.target.writes import (
     ETL_FEED,
     AccountWrites,
@@ -106,7 +108,8 @@ class SyncRun:
         sample_size = config.get("dry_run_sample_size")
         self.sample_size = DEFAULT_SAMPLE_SIZE if sample_size is None else int(sample_size)
         self.mapper = RecordMapper(mapping, identity_attributes)
-        self.report = RunReport(self.delivery, dry_run=self.dry_run)
+        self.report = RunReport(self.delivery, dry_run=self.dry_run,
+                                full_refresh=bool(config.get("full_refresh")))
         self.output_dir = Path(str(config["output_dir"]))
         self.page_size = int(config.get("page_size") or DEFAULT_PAGE_SIZE)
         self.compressed = bool(config.get("gzip"))
@@ -115,19 +118,28 @@ class SyncRun:
         self._client: PersonalizationClient | None = None
         self._index: IdentityIndex | None = None
         self._destination: Destination | None = None
+        self.unchanged = UnchangedFilter(
+            FingerprintStore(Path(str(config.get("fingerprint_db") or DEFAULT_FINGERPRINT_DB)),
+                             readonly=self.dry_run),
+            scope=self._scope, outcomes=self._file_outcomes,
+            full_refresh=self.report.full_refresh, logger=logger)
+        self.report.earlier_files = self.unchanged.settled
         self.users = UserWrites(
             mapping, self.report, self._refuse, users=self._users_index,
             staging_dir=lambda: self.staging_dir, new_client=self.new_client, config=config,
-            delivery=self.delivery, dry_run=self.dry_run, sample_size=self.sample_size,
+            unchanged=self.unchanged, delivery=self.delivery, dry_run=self.dry_run,
+            sample_size=self.sample_size,
             compressed=self.compressed,
         )
         self.accounts = AccountWrites(
             mapping, self.report, self._refuse, accounts=self._accounts_index,
-            staging_dir=lambda: self.staging_dir, compressed=self.compressed,
+            staging_dir=lambda: self.staging_dir, unchanged=self.unchanged,
+            compressed=self.compressed,
         )
         self.segments = SegmentWrites(
             self.report, self._refuse, users=self._users_index, workdir=lambda: self.workdir,
-            staging_dir=lambda: self.staging_dir, compressed=self.compressed,
+            staging_dir=lambda: self.staging_dir, unchanged=self.unchanged,
+            compressed=self.compressed,
         )
         self.rejects: RejectsFile | None = None
         self.finished = False
@@ -165,6 +177,16 @@ class SyncRun:
                 raise PersonalizationError(msg)
             self._destination = destination
         return self._destination
+
+    def _scope(self) -> str:
+        """Which dataset fingerprints belong to: the API host and the dataset."""
+        return f"{self.client.base_url.rstrip('/').lower()}|{self.client.dataset}"
+
+    def _file_outcomes(self, names: list[str]) -> dict[str, str]:
+        """Where earlier runs' feed files went; without a feed destination now, nowhere."""
+        if destination_for(self.config, logger=self.logger) is None:
+            return dict.fromkeys(names, MISSING)
+        return self.destination.outcomes(names)
 
     def check_connection(self) -> None:
         """One harmless read that proves URL, CA and token before any input is read."""
@@ -300,10 +322,13 @@ class SyncRun:
             self._set_aside(sealed)
         elif sealed:
             names = self.destination.deliver(sealed)
+            self.unchanged.delivered(
+                zip([str(file.path) for file in sealed], names, strict=True))
             self.report.files.extend(names)
             self.report.sftp_uploads = getattr(self.destination, "uploads", 0)
             self.logger.info("Delivered %d feed file(s) to %s: %s", len(names),
                              self.destination.describe(), ", ".join(names))
+        self.unchanged.commit()  # before STATE: what this checkpoint confirmed or delivered
         assert self.rejects is not None
         self.rejects.flush()
 
@@ -339,7 +364,7 @@ class SyncRun:
             return
         for writer in self._feed_writers():
             writer.discard()
-        self._close()
+        self._close()  # closes the fingerprints uncommitted: nothing unconfirmed is kept
         self.report.status = "failed"
         self.report.failure = " ".join(str(exc).split()) or type(exc).__name__
         try:
@@ -365,6 +390,7 @@ class SyncRun:
             self._client.close()
         if self._index is not None:
             self._index.close()
+        self.unchanged.close()
         self.segments.close()
         if self._destination is not None:
             self._destination.close()

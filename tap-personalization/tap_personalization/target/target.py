@@ -43,6 +43,7 @@ from tap_personalization.target.delivery import (
     destination_problems,
 )
 from tap_personalization.target.events import DEFAULT_ACTION, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from tap_personalization.target.fingerprints import DEFAULT_FINGERPRINT_DB
 from tap_personalization.target.sinks import IgnoredSink, MappedSink
 from tap_personalization.target.sync import DEFAULT_SAMPLE_SIZE, SyncRun
 from tap_personalization.target.writes import ETL_FEED, EVENT_API
@@ -132,6 +133,14 @@ CONFIG_SCHEMA = th.PropertiesList(
         "Map and check identities as usual (same export reads) but deliver no feed file, "
         "send no event and emit no STATE; the report says what a run would write, with a "
         "sample of old -> new values.")),
+    th.Property("fingerprint_db", th.StringType, default=DEFAULT_FINGERPRINT_DB, description=(
+        "SQLite file remembering, per user or account and attribute (and segment "
+        "membership), the value Personalization last confirmed (event errorCode 0, or its "
+        "feed file in the processed folder), so values that did not change are not sent "
+        "again (reported as unchanged). Relocatable: cache its folder between CI runs.")),
+    th.Property("full_refresh", th.BooleanType, default=False, description=(
+        "Send every value even when the fingerprints say Personalization already has it "
+        "(and record them again), e.g. after someone edited users in Personalization.")),
     th.Property("dry_run_sample_size", th.IntegerType(minimum=0), default=DEFAULT_SAMPLE_SIZE,
                 description=(
                     "Users whose attribute changes (current -> new value) a dry run's report "

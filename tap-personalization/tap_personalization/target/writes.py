@@ -4,6 +4,12 @@ The write step of target-personalization's flow (sink → `changes` → `identit
 `feeds`/`events` → `report`), one small class per Personalization object. Every class
 counts into the run's report and hands refusals to the run's rejects file; where the files
 are built and delivered, and when, is the run's business (`sync.py`).
+
+Before anything is written, a change keeps only the values Personalization was not last
+given (`unchanged`): a record whose values all match what was confirmed delivered is
+counted as unchanged and costs no feed row and no event. Every value written is handed
+back with the file that carries it (or recorded when its event is accepted), so it counts
+as delivered only once Personalization confirmed it.
 """
 
 from __future__ import annotations
@@ -30,14 +36,30 @@ from tap_personalization.target.changes import (
     value_text,
 )
 from tap_personalization.target.events import EventOutcome, EventSender, UserEvent
-from tap_personalization.target.feeds import ACCOUNT_FEED, SEGMENT_FEED, USER_FEED, FeedWriter
+from tap_personalization.target.feeds import (
+    ACCOUNT_FEED,
+    SEGMENT_FEED,
+    USER_FEED,
+    FeedWriter,
+    WrittenRow,
+)
+from tap_personalization.target.fingerprints import ACCOUNT, SEGMENT, USER
 from tap_personalization.target.identity import IdentityIndex
 from tap_personalization.target.report import RunReport, Sample
+from tap_personalization.target.unchanged import UnchangedFilter
 
 ETL_FEED = "etl_feed"
 EVENT_API = "event_api"
 
 Refuse = Callable[[Refusal], None]
+
+
+def stage_rows(unchanged: UnchangedFilter, kind: str, entity: str, values: Mapping[str, Any],
+               rows: list[WrittenRow]) -> None:
+    """Hand each written cell's value to the filter, with the file that carries it."""
+    for row in rows:
+        unchanged.staged(row.part, kind, entity,
+                         {name: values[name] for name in row.attributes if name in values})
 
 
 class UserWrites:
@@ -50,12 +72,14 @@ class UserWrites:
         self, mapping: ReverseMapping, report: RunReport, refuse: Refuse, *,
         users: Callable[[], IdentityIndex], staging_dir: Callable[[], Path],
         new_client: Callable[[], PersonalizationClient], config: Mapping[str, Any],
-        delivery: str, dry_run: bool, sample_size: int, compressed: bool,
+        unchanged: UnchangedFilter, delivery: str, dry_run: bool, sample_size: int,
+        compressed: bool,
     ) -> None:
         self.mapping = mapping
         self.report = report
         self._refuse = refuse
         self._users = users
+        self.unchanged = unchanged
         self._staging_dir = staging_dir
         self._new_client = new_client
         self.config = config
@@ -87,11 +111,20 @@ class UserWrites:
             self._refuse(resolution.refusal(change.stream, change.sobject, change.key,
                                             {"identities": dict(change.identities)}))
             return
-        values = {**dict(resolution.links), **change.values}
-        if not values:
-            self.report.objects[change.sobject].skipped[SKIP_NOTHING_TO_WRITE] += 1
+        stats = self.report.objects[change.sobject]
+        mapped = change.values
+        if self.delivery != EVENT_API:
+            if any(value is None for value in mapped.values()):
+                stats.clears_not_applied += 1
+            mapped = {name: value for name, value in mapped.items() if value is not None}
+        fresh = self.unchanged.changed(USER, resolution.user_id, mapped)
+        values = {**dict(resolution.links), **fresh}
+        if mapped and not values:
+            stats.unchanged += 1
+        elif not values:
+            stats.skipped[SKIP_NOTHING_TO_WRITE] += 1
         elif self.delivery == EVENT_API and self.dry_run:
-            self.report.objects[change.sobject].written += 1
+            stats.written += 1
             index.learn(resolution.user_id, resolution.links)
             self._sample(index, change, resolution.user_id, values)
         elif self.delivery == EVENT_API:
@@ -102,14 +135,14 @@ class UserWrites:
     def _write_row(self, index: IdentityIndex, change: UserChange, user_id: str,
                    values: dict[str, Any], links: tuple[tuple[str, str], ...]) -> None:
         stats = self.report.objects[change.sobject]
-        if any(value is None for value in values.values()):
-            stats.clears_not_applied += 1
-        if self._feed().write([user_id], values):
-            stats.written += 1
-            index.learn(user_id, links)
-            self._sample(index, change, user_id, values)
-        else:
+        rows = self._feed().write([user_id], values)
+        if not rows:
             stats.skipped[SKIP_NOTHING_TO_WRITE] += 1
+            return
+        stats.written += 1
+        stage_rows(self.unchanged, USER, user_id, change.values, rows)
+        index.learn(user_id, links)
+        self._sample(index, change, user_id, values)
 
     def _sample(self, index: IdentityIndex, change: UserChange, user_id: str,
                 values: dict[str, Any]) -> None:
@@ -154,6 +187,8 @@ class UserWrites:
                 {"errorCode": outcome.rejection.code, "userId": event.user_id}))
             return
         self.report.objects[change.sobject].written += 1
+        self.unchanged.confirmed(USER, event.user_id, {
+            name: value for name, value in event.attributes.items() if name in change.values})
         self._users().learn(event.user_id, event.links)  # loaded by `deliver` already
 
 
@@ -163,12 +198,13 @@ class AccountWrites:
     def __init__(
         self, mapping: ReverseMapping, report: RunReport, refuse: Refuse, *,
         accounts: Callable[[], IdentityIndex], staging_dir: Callable[[], Path],
-        compressed: bool,
+        unchanged: UnchangedFilter, compressed: bool,
     ) -> None:
         self.mapping = mapping
         self.report = report
         self._refuse = refuse
         self._accounts = accounts
+        self.unchanged = unchanged
         self._staging_dir = staging_dir
         self.compressed = compressed
         self.writer: FeedWriter | None = None
@@ -193,10 +229,16 @@ class AccountWrites:
         stats = self.report.objects[change.sobject]
         if any(value is None for value in change.values.values()):
             stats.clears_not_applied += 1
-        if self._feed().write([change.account_id], change.values):
-            stats.written += 1
-        else:
+        applicable = {name: value for name, value in change.values.items() if value is not None}
+        fresh = self.unchanged.changed(ACCOUNT, change.account_id, applicable)
+        if not applicable:
             stats.skipped[SKIP_NOTHING_TO_WRITE] += 1
+        elif not fresh:
+            stats.unchanged += 1
+        else:
+            rows = self._feed().write([change.account_id], fresh)
+            stats.written += 1
+            stage_rows(self.unchanged, ACCOUNT, change.account_id, fresh, rows)
 
 
 class SegmentWrites:
@@ -208,11 +250,13 @@ class SegmentWrites:
 
     def __init__(
         self, report: RunReport, refuse: Refuse, *, users: Callable[[], IdentityIndex],
-        workdir: Callable[[], Path], staging_dir: Callable[[], Path], compressed: bool,
+        workdir: Callable[[], Path], staging_dir: Callable[[], Path],
+        unchanged: UnchangedFilter, compressed: bool,
     ) -> None:
         self.report = report
         self._refuse = refuse
         self._users = users
+        self.unchanged = unchanged
         self._workdir = workdir
         self._staging_dir = staging_dir
         self.compressed = compressed
@@ -250,7 +294,12 @@ class SegmentWrites:
                     stream, SEGMENTS_OBJECT, key,
                     {"identities": dict(identities), "segment": segment_id}))
                 continue
-            self.writer.write([resolution.user_id, segment_id, update], {})
+            membership = {segment_id: update}
+            if not self.unchanged.changed(SEGMENT, resolution.user_id, membership):
+                stats.unchanged += 1
+                continue
+            for row in self.writer.write([resolution.user_id, segment_id, update], {}):
+                self.unchanged.staged(row.part, SEGMENT, resolution.user_id, membership)
             if update == "Add":
                 stats.segment_adds += 1
             else:
