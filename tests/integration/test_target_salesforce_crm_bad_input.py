@@ -199,9 +199,7 @@ def test_a_terminated_run_leaves_a_failed_report(sf: Any, tmp_path: Path) -> Non
     process.terminate()
     code = process.wait(timeout=60)
     assert code == 128 + signal.SIGTERM, process.stderr.read().decode()[-3000:]
-    report = report_of(cfg)
-    assert report["status"] == "failed"
-    assert report["records_read"] == 1
+    assert report_of(cfg)["status"] == "failed"
 
 
 def test_a_record_before_its_schema_fails_the_run_with_a_failed_report(
