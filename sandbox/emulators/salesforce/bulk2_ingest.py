@@ -33,12 +33,13 @@ from flask import Blueprint, Flask, Response, current_app, request
 from emulators import defaults
 from emulators.salesforce.access import Refusal
 from emulators.salesforce.apidb import ApiDatabase
+from emulators.salesforce.bulk2_http import choice, enter_version, json_object
 from emulators.salesforce.bulk2_query import DELIMITERS, LINE_ENDINGS
 from emulators.salesforce.bulk_jobs import new_id, timestamp
 from emulators.salesforce.bulk_worker import CHUNK_SIZE, LOCK_FAILURE_MESSAGE
 from emulators.salesforce.faults import Faults
 from emulators.salesforce.limits import ApiLimits
-from emulators.salesforce.rest import NOT_FOUND_MESSAGE, RestError, enter, error_reply, reply
+from emulators.salesforce.rest import NOT_FOUND_MESSAGE, RestError, error_reply, reply
 from emulators.salesforce.state import SandboxState, current
 from emulators.salesforce.store import InvalidBatchError, SalesforceStore, SoqlError
 
@@ -468,10 +469,7 @@ def _refused(exc: Refusal) -> Response:
 
 
 def _enter(version: str) -> str:
-    bare = enter(version)
-    if int(bare.split(".", 1)[0]) < FIRST_VERSION:
-        raise RestError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
-    return bare
+    return enter_version(version, FIRST_VERSION)
 
 
 def _job(job_id: str) -> IngestJob:
@@ -481,22 +479,6 @@ def _job(job_id: str) -> IngestJob:
     return job
 
 
-def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise RestError(400, "JSON_PARSER_ERROR",
-                        "The request body must be a JSON object (Content-Type: "
-                        "application/json)")
-    return body
-
-
-def _choice(body: dict[str, Any], name: str, allowed: Sequence[str], default: str | None
-            ) -> str:
-    value = body.get(name, default)
-    if value not in allowed:
-        raise RestError(400, "INVALIDJOB", f"Invalid {name} {value!r}: use one of "
-                                           f"{', '.join(allowed)}")
-    return str(value)
 
 
 def _external_id_field(describe: dict[str, Any], field: Any) -> str:
@@ -515,16 +497,16 @@ def _external_id_field(describe: dict[str, Any], field: Any) -> str:
 @blueprint.post("/<version>/jobs/ingest")
 def create_job(version: str) -> Response:
     bare = _enter(version)
-    body = _json_object()
+    body = json_object()
     unknown = sorted(set(body) - set(CREATE_PROPERTIES))
     if unknown:
         raise RestError(400, "JSON_PARSER_ERROR",
                         f"Unrecognized field {unknown[0]!r}: an ingest job takes "
                         f"{', '.join(CREATE_PROPERTIES)}")
-    operation = _choice(body, "operation", OPERATIONS, None)
-    _choice(body, "contentType", ("CSV",), "CSV")
-    delimiter = _choice(body, "columnDelimiter", tuple(DELIMITERS), "COMMA")
-    line_ending = _choice(body, "lineEnding", tuple(LINE_ENDINGS), "LF")
+    operation = choice(body, "operation", OPERATIONS, None)
+    choice(body, "contentType", ("CSV",), "CSV")
+    delimiter = choice(body, "columnDelimiter", tuple(DELIMITERS), "COMMA")
+    line_ending = choice(body, "lineEnding", tuple(LINE_ENDINGS), "LF")
     sobject = str(body.get("object") or "")
     try:
         describe = _service().store.describe(sobject)
@@ -604,7 +586,7 @@ def upload(version: str, job_id: str) -> Response:
 def change_job(version: str, job_id: str) -> Response:
     _enter(version)
     job = _job(job_id)
-    wanted = _json_object().get("state")
+    wanted = json_object().get("state")
     allowed = {UPLOAD_COMPLETE: (OPEN,), ABORTED: (OPEN, UPLOAD_COMPLETE, IN_PROGRESS)}
     if wanted not in allowed:
         raise RestError(400, "INVALIDJOBSTATE",

@@ -28,10 +28,11 @@ from flask import Blueprint, Flask, Response, current_app, request
 from emulators import defaults
 from emulators.salesforce.access import Refusal
 from emulators.salesforce.apidb import ApiDatabase
+from emulators.salesforce.bulk2_http import choice, enter_version, json_object
 from emulators.salesforce.bulk_jobs import new_id, timestamp
 from emulators.salesforce.cursors import QueryRefused
 from emulators.salesforce.faults import Faults
-from emulators.salesforce.rest import NOT_FOUND_MESSAGE, RestError, enter, error_reply, reply
+from emulators.salesforce.rest import NOT_FOUND_MESSAGE, RestError, error_reply, reply
 from emulators.salesforce.soql import SelectStatement, parse
 from emulators.salesforce.state import SandboxState, current
 from emulators.salesforce.store import QueryCursor, SoqlError
@@ -376,11 +377,7 @@ def _query_refused(exc: QueryRefused | SoqlError) -> Response:
 
 
 def _enter(version: str) -> str:
-    """REST's session and allowance checks, then the version Bulk 2.0 query needs."""
-    bare = enter(version)
-    if int(bare.split(".", 1)[0]) < FIRST_VERSION:
-        raise RestError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
-    return bare
+    return enter_version(version, FIRST_VERSION)
 
 
 def _job(job_id: str) -> QueryJob:
@@ -390,37 +387,21 @@ def _job(job_id: str) -> QueryJob:
     return job
 
 
-def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise RestError(400, "JSON_PARSER_ERROR",
-                        "The request body must be a JSON object (Content-Type: "
-                        "application/json)")
-    return body
-
-
-def _choice(body: dict[str, Any], name: str, allowed: Sequence[str], default: str | None
-            ) -> str:
-    value = body.get(name, default)
-    if value not in allowed:
-        raise RestError(400, "INVALIDJOB", f"Invalid {name} {value!r}: use one of "
-                                           f"{', '.join(allowed)}")
-    return str(value)
 
 
 @blueprint.post("/<version>/jobs/query")
 def create_job(version: str) -> Response:
     bare = _enter(version)
-    body = _json_object()
+    body = json_object()
     unknown = sorted(set(body) - set(CREATE_PROPERTIES))
     if unknown:
         raise RestError(400, "JSON_PARSER_ERROR",
                         f"Unrecognized field {unknown[0]!r}: a query job takes "
                         f"{', '.join(CREATE_PROPERTIES)}")
-    operation = _choice(body, "operation", OPERATIONS, None)
-    _choice(body, "contentType", ("CSV",), "CSV")
-    delimiter = _choice(body, "columnDelimiter", tuple(DELIMITERS), "COMMA")
-    line_ending = _choice(body, "lineEnding", tuple(LINE_ENDINGS), "LF")
+    operation = choice(body, "operation", OPERATIONS, None)
+    choice(body, "contentType", ("CSV",), "CSV")
+    delimiter = choice(body, "columnDelimiter", tuple(DELIMITERS), "COMMA")
+    line_ending = choice(body, "lineEnding", tuple(LINE_ENDINGS), "LF")
     soql = body.get("query")
     if not isinstance(soql, str) or not soql.strip():
         raise RestError(400, "INVALIDJOB", "A query job needs a SOQL statement in 'query'")
@@ -450,7 +431,7 @@ def job_info(version: str, job_id: str) -> Response:
 def abort_job(version: str, job_id: str) -> Response:
     _enter(version)
     job = _job(job_id)
-    wanted = _json_object().get("state")
+    wanted = json_object().get("state")
     if wanted != ABORTED:
         raise RestError(400, "INVALIDJOBSTATE",
                         f"Invalid state {wanted!r}: a query job can only be set to Aborted")
