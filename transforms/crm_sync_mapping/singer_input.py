@@ -105,7 +105,7 @@ def read_message(line: str, number: int) -> dict[str, Any]:
             and isinstance(message.get("stream"), str)
             and line.count("{") + line.count("[") <= MAX_DEPTH):
         return message
-    return _checked(message, line, number)
+    return _checked(message, line, number, text_checked=True)
 
 
 def _read_carefully(line: str, number: int) -> dict[str, Any]:
@@ -115,10 +115,11 @@ def _read_carefully(line: str, number: int) -> dict[str, Any]:
         return _too_deep(line, number)
     except ValueError as exc:  # JSONDecodeError
         return _unreadable(number, f"not JSON ({exc})", line)
-    return _checked(message, line, number)
+    return _checked(message, line, number, text_checked=False)
 
 
-def _checked(message: Any, line: str, number: int) -> dict[str, Any]:
+def _checked(message: Any, line: str, number: int, *, text_checked: bool) -> dict[str, Any]:
+    """`text_checked`: msgspec parsed the line, so it holds no invalid text."""
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         return _unreadable(number, "not a Singer message (a JSON object with a 'type')", line)
     if message["type"] != "RECORD":
@@ -132,7 +133,7 @@ def _checked(message: Any, line: str, number: int) -> dict[str, Any]:
         message["record"] = {}
         message[PROBLEM] = f"its record is {_kind(record)}, not a JSON object"
         return message
-    problem = record_problem(record, line)
+    problem = record_problem(record, line, text_checked=text_checked)
     if problem is not None:
         message[PROBLEM] = problem
         if problem.startswith("it nests"):
@@ -140,13 +141,17 @@ def _checked(message: Any, line: str, number: int) -> dict[str, Any]:
     return message
 
 
-def record_problem(record: dict[str, Any], line: str) -> str | None:
-    """Why a parsed record is unusable, or None; invalid text is replaced in place (U+FFFD)."""
+def record_problem(record: dict[str, Any], line: str, *, text_checked: bool = False) -> str | None:
+    """Why a parsed record is unusable, or None; invalid text is replaced in place (U+FFFD).
+
+    `text_checked` skips the scan for invalid text (a line msgspec parsed has none: it
+    refuses lone surrogates and bytes that are not UTF-8).
+    """
     if line.count("{") + line.count("[") > MAX_DEPTH:
         depth = nesting_depth(record)
         if depth > MAX_DEPTH:
             return f"it nests {depth} levels deep (at most {MAX_DEPTH} are read)"
-    if _SUSPECT_TEXT.search(line):
+    if not text_checked and _SUSPECT_TEXT.search(line):
         fields = replace_invalid_text(record)
         if fields:
             return (f"{', '.join(fields)} hold{'s' if len(fields) == 1 else ''} text that is "
@@ -186,20 +191,21 @@ def replace_invalid_text(value: Any) -> dict[str, int]:
 
 
 def nesting_depth(value: Any) -> int:
-    """Levels of objects and arrays in a JSON value (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    """Levels of objects and arrays in a JSON value (a scalar is 0), without recursion.
+
+    Only containers are visited, so a wide record (a user in 100 segments) costs about as
+    much as parsing it; most lines never get here (see `record_problem`).
+    """
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest = 1
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
+        deepest = max(deepest, depth)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return deepest
 
 
